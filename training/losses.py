@@ -1,0 +1,198 @@
+"""Training losses of RS2-SAM 2 (model_spec.md §3), for a single-logit mask head.
+
+The reference code has a 2-channel head ``[1 - z, z]`` and uses
+
+    L = 0.9 * CE(weight=[0.9, 1.1]) + 0.1 * Dice(both classes) + 0.2 * L_TBL.
+
+Our model outputs one logit per pixel, ``p = sigmoid(logit)``. The equivalents here:
+
+* :func:`weighted_bce`: binary cross-entropy with weight 0.9 on background pixels and 1.1 on
+  foreground pixels, normalised by the sum of weights (what ``CrossEntropyLoss(weight=...)``
+  with mean reduction does). It is normalised **per sample** and then averaged over the batch, so
+  the loss does not depend on how a global batch is split across processes (the paper runs one
+  sample per GPU, where the two agree).
+* :func:`dice_loss`: ``1 - dice`` of the foreground and of the background channel, summed over the
+  two classes (as the fastai-style loss does), averaged over the batch (the paper sums over a
+  batch of 1).
+* :func:`text_guided_boundary_loss`: ``mean((w * g(m) - w * g(y))**2)`` with ``g`` the
+  forward-difference boundary map and ``w`` one text-derived scalar per sample. ``mode="soft"``
+  (default) uses ``m = sigmoid(logit)`` so the mask receives a gradient; ``mode="hard"`` is the
+  reference code's ``m = 1[sigmoid(logit) > 0.5]``, where only ``w`` gets a gradient. Unlike the
+  reference code, ``w`` is broadcast per sample (no ``(B, B, H, W)`` mix-up for B > 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from backend.errors import ConfigError
+
+BOUNDARY_MODES = ("soft", "hard")
+DICE_CLASSES = ("both", "fg")
+
+
+def _as_bhw(x: Tensor, name: str) -> Tensor:
+    if x.dim() == 4 and x.shape[1] == 1:
+        return x[:, 0]
+    if x.dim() == 3:
+        return x
+    raise ValueError(f"{name} must be (B, 1, H, W) or (B, H, W), got {tuple(x.shape)}")
+
+
+def weighted_bce(
+    logits: Tensor, target: Tensor, class_weights: tuple[float, float] = (0.9, 1.1)
+) -> Tensor:
+    """Class-weighted binary cross-entropy, normalised per sample, mean over the batch.
+
+    Args:
+        logits: ``(B, 1, H, W)`` or ``(B, H, W)`` float logits.
+        target: ``(B, H, W)`` (or ``(B, 1, H, W)``) in {0, 1}, any dtype.
+        class_weights: ``(background, foreground)`` pixel weights.
+
+    Returns:
+        Scalar loss: ``mean_b( sum_px w_y * bce / sum_px w_y )``.
+    """
+    z = _as_bhw(logits, "logits")
+    y = _as_bhw(target, "target").to(z.dtype)
+    w_bg, w_fg = class_weights
+    w = w_bg + (w_fg - w_bg) * y
+    bce = F.binary_cross_entropy_with_logits(z, y, reduction="none")
+    per_sample = (w * bce).flatten(1).sum(1) / w.flatten(1).sum(1)
+    return per_sample.mean()
+
+
+def dice_loss(
+    logits: Tensor, target: Tensor, classes: str = "both", smooth: float = 1e-6
+) -> Tensor:
+    """Soft Dice loss on ``sigmoid(logits)``.
+
+    Args:
+        logits: ``(B, 1, H, W)`` or ``(B, H, W)`` float logits.
+        target: ``(B, H, W)`` in {0, 1}.
+        classes: ``"both"`` sums ``1 - dice`` over foreground and background (the reference);
+            ``"fg"`` uses the foreground only.
+        smooth: Added to numerator and denominator.
+
+    Returns:
+        Scalar: per sample ``sum_c (1 - (2 sum p t + s) / (sum p + sum t + s))``, mean over B.
+    """
+    if classes not in DICE_CLASSES:
+        raise ConfigError(f"dice classes must be one of {DICE_CLASSES}, got {classes!r}")
+    p = torch.sigmoid(_as_bhw(logits, "logits")).flatten(1)
+    t = _as_bhw(target, "target").to(p.dtype).flatten(1)
+
+    def one(pc: Tensor, tc: Tensor) -> Tensor:
+        return 1 - (2 * (pc * tc).sum(1) + smooth) / (pc.sum(1) + tc.sum(1) + smooth)
+
+    loss = one(p, t)
+    if classes == "both":
+        loss = loss + one(1 - p, 1 - t)
+    return loss.mean()
+
+
+def boundary_map(m: Tensor) -> Tensor:
+    """Forward-difference boundary magnitude of the reference code.
+
+    ``g[i, j] = |m[i, j] - m[i-1, j]| + |m[i, j] - m[i, j-1]|``, where a difference that would
+    reach outside the image (first row / first column) is 0.
+
+    Args:
+        m: ``(B, H, W)`` float.
+
+    Returns:
+        ``(B, H, W)``, in [0, 2] for m in [0, 1].
+    """
+    dy = F.pad((m[:, 1:, :] - m[:, :-1, :]).abs(), (0, 0, 1, 0))
+    dx = F.pad((m[:, :, 1:] - m[:, :, :-1]).abs(), (1, 0, 0, 0))
+    return dy + dx
+
+
+def text_guided_boundary_loss(
+    logits: Tensor, target: Tensor, text_weight: Tensor, mode: str = "soft"
+) -> Tensor:
+    """Text-guided boundary loss (TBL).
+
+    Args:
+        logits: ``(B, 1, H, W)`` or ``(B, H, W)`` float logits.
+        target: ``(B, H, W)`` in {0, 1}.
+        text_weight: ``(B,)`` (or ``(B, 1)``) one scalar per sample from the text features.
+        mode: ``"soft"`` (``sigmoid(logits)``, differentiable) or ``"hard"`` (the reference's
+            ``sigmoid(logits) > 0.5``; no gradient reaches the logits).
+
+    Returns:
+        Scalar ``mean((w g(m) - w g(y))**2)`` over all B*H*W elements.
+    """
+    if mode not in BOUNDARY_MODES:
+        raise ConfigError(f"boundary mode must be one of {BOUNDARY_MODES}, got {mode!r}")
+    z = _as_bhw(logits, "logits")
+    y = _as_bhw(target, "target").to(z.dtype)
+    m = torch.sigmoid(z) if mode == "soft" else (torch.sigmoid(z) > 0.5).to(z.dtype)
+    w = text_weight.reshape(-1, 1, 1).to(z.dtype)
+    if w.shape[0] != z.shape[0]:
+        raise ValueError(f"text_weight has {w.shape[0]} values for a batch of {z.shape[0]}")
+    return F.mse_loss(w * boundary_map(m), w * boundary_map(y))
+
+
+@dataclass
+class LossConfig:
+    """Weights and variants of the total loss (defaults: the paper's)."""
+
+    bce_weight: float = 0.9
+    dice_weight: float = 0.1
+    boundary_weight: float = 0.2
+    class_weights: tuple[float, float] = (0.9, 1.1)
+    boundary_mode: str = "soft"
+    dice_classes: str = "both"
+
+    def __post_init__(self) -> None:
+        if self.boundary_mode not in BOUNDARY_MODES:
+            raise ConfigError(
+                f"loss.boundary_mode must be one of {BOUNDARY_MODES}, got {self.boundary_mode!r}"
+            )
+        if self.dice_classes not in DICE_CLASSES:
+            raise ConfigError(
+                f"loss.dice_classes must be one of {DICE_CLASSES}, got {self.dice_classes!r}"
+            )
+        if len(self.class_weights) != 2:
+            raise ConfigError(f"loss.class_weights needs 2 values, got {self.class_weights!r}")
+
+
+class ReferringLoss(nn.Module):
+    """``bce_weight * BCE + dice_weight * Dice + boundary_weight * TBL`` (model_spec.md §3).
+
+    Args:
+        cfg: Weights and variants.
+    """
+
+    def __init__(self, cfg: LossConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg or LossConfig()
+
+    def forward(
+        self, logits: Tensor, target: Tensor, text_weight: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """Compute the loss terms.
+
+        Args:
+            logits: ``(B, 1, H, W)`` float logits at the target's resolution.
+            target: ``(B, H, W)`` in {0, 1}.
+            text_weight: ``(B,)`` text weights for the boundary term; None skips the term.
+
+        Returns:
+            ``{"loss", "bce", "dice", "boundary"}`` scalars; ``"loss"`` is the weighted total.
+        """
+        cfg = self.cfg
+        logits = logits.float()  # losses in fp32 even under bf16 autocast
+        bce = weighted_bce(logits, target, tuple(cfg.class_weights))  # type: ignore[arg-type]
+        dice = dice_loss(logits, target, cfg.dice_classes)
+        if text_weight is not None and cfg.boundary_weight != 0:
+            tbl = text_guided_boundary_loss(logits, target, text_weight.float(), cfg.boundary_mode)
+        else:
+            tbl = logits.new_zeros(())
+        total = cfg.bce_weight * bce + cfg.dice_weight * dice + cfg.boundary_weight * tbl
+        return {"loss": total, "bce": bce.detach(), "dice": dice.detach(),
+                "boundary": tbl.detach()}
