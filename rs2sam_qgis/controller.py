@@ -1,0 +1,194 @@
+"""Controller: dependency check, one task at a time, results into the project, messages."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from qgis.core import Qgis, QgsApplication, QgsProject
+from qgis.PyQt.QtCore import QObject
+
+from .deps import DependencyReport, check_dependencies
+from .dock import SegmentDock
+from .i18n import tr
+from .layers import insert_above_raster, load_result_layer, summary
+from .log import log_error, log_info, log_warning
+from .request import RunOutcome, SegmentRequest
+from .settings import save_settings
+from .tasks import SegmentTask
+
+logger = logging.getLogger(__name__)
+
+TITLE = "Segment by text"
+
+
+class SegmentController(QObject):
+    """Connects the dock to :class:`SegmentTask` and the project.
+
+    Args:
+        iface: The QGIS interface (message bar).
+        dock: The view.
+    """
+
+    def __init__(self, iface: Any, dock: SegmentDock) -> None:
+        super().__init__(dock)
+        self.iface = iface
+        self.dock = dock
+        self.task: SegmentTask | None = None
+        self.deps_report: DependencyReport | None = None
+        self.last_layer_id = ""
+        dock.segment_requested.connect(self.start)
+        dock.invalid_input.connect(self.show_problem)
+        dock.cancel_requested.connect(self.cancel)
+
+    # ------------------------------------------------------------------ public
+    @property
+    def is_running(self) -> bool:
+        """True while a task of this dock is queued or running."""
+        return self.task is not None
+
+    def start(self, request: SegmentRequest) -> bool:
+        """Start a run (main thread). Returns False when it was refused (and says why)."""
+        if self.task is not None:
+            self.show_problem(tr("A query is already running; wait for it or cancel it."))
+            return False
+        if not self._dependencies_ok():
+            return False
+        self.dock.remember_query(request.text)
+        save_settings(self.dock.settings)
+        if request.model.is_developer_choice:
+            log_warning(
+                tr("Running with developer model {label}: results are not meaningful.").format(
+                    label=request.model.label
+                )
+            )
+        log_info(
+            tr(
+                "Start: {text!r} on layer {layer} with {model}, device {device}, "
+                "{threads} thread(s), output {out}"
+            ).format(
+                text=request.text,
+                layer=request.raster_layer_id,
+                model=request.model.label,
+                device=request.device,
+                threads=request.threads,
+                out=request.out_path,
+            )
+        )
+        task = SegmentTask(request)
+        task.progressChanged.connect(self.dock.set_progress)
+        task.succeeded.connect(self._on_succeeded)
+        task.failed.connect(self._on_failed)
+        task.cancelled.connect(self._on_cancelled)
+        self.task = task  # keep a Python reference, or finished() may never run
+        self.dock.set_running(True)
+        self.dock.set_status(tr("Running '{text}'…").format(text=request.text))
+        QgsApplication.taskManager().addTask(task)
+        return True
+
+    def cancel(self) -> None:
+        """Ask the running task to stop; the backend checks between tiles."""
+        if self.task is not None:
+            self.dock.set_status(tr("Cancelling…"))
+            self.task.cancel()
+
+    def shutdown(self) -> None:
+        """On unload: cancel a running task and stop listening to it."""
+        task, self.task = self.task, None
+        if task is not None:
+            for signal in (task.succeeded, task.failed, task.cancelled, task.progressChanged):
+                try:
+                    signal.disconnect()
+                except TypeError:
+                    pass
+            task.cancel()
+
+    def show_problem(self, message: str) -> None:
+        """A user-fixable problem: message bar warning + status line; nothing runs."""
+        self.dock.set_status(message)
+        self.iface.messageBar().pushMessage(TITLE, message, level=Qgis.Warning, duration=8)
+
+    # ------------------------------------------------------------------ private
+    def _dependencies_ok(self) -> bool:
+        if self.deps_report is not None and self.deps_report.ok:
+            return True
+        report = check_dependencies()
+        self.deps_report = report
+        if report.ok:
+            return True
+        text = report.message()
+        log_error(text)
+        self.dock.set_status(text)
+        self.iface.messageBar().pushMessage(
+            TITLE,
+            tr("Missing or incompatible Python packages; 'Show more' has the install command."),
+            text,
+            level=Qgis.Critical,
+            duration=0,
+        )
+        return False
+
+    def _finish(self) -> SegmentRequest | None:
+        task, self.task = self.task, None
+        self.dock.set_running(False)
+        return task.request if task is not None else None
+
+    def _on_succeeded(self, outcome: RunOutcome) -> None:
+        request = self._finish()
+        if request is None:
+            return
+        log_info(
+            tr("Done: {n} polygon(s) in {s:.2f} s (model load {l:.2f} s) -> {out}").format(
+                n=outcome.polygons, s=outcome.seconds, l=outcome.load_seconds, out=outcome.out_path
+            )
+        )
+        if outcome.polygons == 0:
+            message = tr(
+                "Nothing found for '{text}' above threshold {t:.2f} ({s:.1f} s). Try a lower "
+                "threshold, another extent or other words; no layer was added."
+            ).format(text=request.text, t=request.threshold, s=outcome.seconds)
+            self.dock.set_status(message)
+            self.iface.messageBar().pushMessage(TITLE, message, level=Qgis.Info, duration=8)
+            return
+        try:
+            layer = load_result_layer(outcome, request)
+        except OSError as exc:
+            self._on_failed(str(exc), "")
+            return
+        insert_above_raster(layer, request.raster_layer_id)
+        self.last_layer_id = layer.id()
+        text = summary(outcome, request.text)
+        self.dock.set_progress(100)
+        self.dock.set_status(
+            text + ("\n" + self.dock.temp_output_warning if self.dock.temp_output_warning else "")
+        )
+        self.iface.messageBar().pushMessage(TITLE, text, level=Qgis.Success, duration=6)
+        if self.dock.temp_output_warning and not request.memory_layer:
+            self.iface.messageBar().pushMessage(
+                TITLE, self.dock.temp_output_warning, level=Qgis.Warning, duration=10
+            )
+
+    def _on_failed(self, message: str, details: str) -> None:
+        self._finish()
+        log_error(message + ("\n" + details if details else ""))
+        self.dock.set_status(tr("Failed: {message}").format(message=message))
+        if details:
+            self.iface.messageBar().pushMessage(
+                TITLE, message, details, level=Qgis.Critical, duration=0
+            )
+        else:
+            self.iface.messageBar().pushMessage(TITLE, message, level=Qgis.Critical, duration=0)
+
+    def _on_cancelled(self) -> None:
+        self._finish()
+        log_info(tr("Cancelled; nothing was added."))
+        self.dock.set_progress(0)
+        self.dock.set_status(tr("Cancelled; nothing was added."))
+        self.iface.messageBar().pushMessage(
+            TITLE, tr("Cancelled; nothing was added."), level=Qgis.Info, duration=5
+        )
+
+
+def project_layer_count() -> int:
+    """Number of layers in the current project (tests use it to check 'nothing was added')."""
+    return len(QgsProject.instance().mapLayers())

@@ -1,0 +1,98 @@
+"""Main-thread only: load a run's GeoPackage as a styled layer and put it above the raster."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from qgis.core import (
+    QgsFeatureRequest,
+    QgsFillSymbol,
+    QgsLayerTreeGroup,
+    QgsProject,
+    QgsSingleSymbolRenderer,
+    QgsVectorLayer,
+)
+
+from .i18n import tr
+from .request import RunOutcome, SegmentRequest
+
+# fill colours for successive result layers (outline = the same colour, opaque)
+PALETTE = (
+    (255, 59, 48),
+    (0, 122, 255),
+    (255, 204, 0),
+    (175, 82, 222),
+    (52, 199, 89),
+    (255, 149, 0),
+    (90, 200, 250),
+    (255, 45, 85),
+)
+FILL_ALPHA = 100  # of 255: semi-transparent so the imagery stays visible
+
+_counter = {"next": 0}
+
+
+def style_layer(layer: QgsVectorLayer) -> None:
+    """Semi-transparent fill with a solid outline, a new colour for each result layer."""
+    red, green, blue = PALETTE[_counter["next"] % len(PALETTE)]
+    _counter["next"] += 1
+    symbol = QgsFillSymbol.createSimple(
+        {
+            "color": f"{red},{green},{blue},{FILL_ALPHA}",
+            "outline_color": f"{red},{green},{blue},255",
+            "outline_width": "0.6",
+            "outline_width_unit": "MM",
+        }
+    )
+    layer.setRenderer(QgsSingleSymbolRenderer(symbol))
+
+
+def load_result_layer(outcome: RunOutcome, request: SegmentRequest) -> QgsVectorLayer:
+    """Open the run's GeoPackage (or copy it into a memory layer) and style it.
+
+    Raises:
+        OSError: The file is missing or not a readable vector layer.
+    """
+    layer = QgsVectorLayer(outcome.out_path, request.layer_name, "ogr")
+    if not layer.isValid():
+        raise OSError(
+            tr("The result file {path} could not be opened.").format(path=outcome.out_path)
+        )
+    if request.memory_layer:
+        memory = layer.materialize(QgsFeatureRequest())
+        memory.setName(request.layer_name)
+        del layer  # release the temp file before removing it
+        shutil.rmtree(Path(outcome.out_path).parent, ignore_errors=True)
+        layer = memory
+    style_layer(layer)
+    return layer
+
+
+def insert_above_raster(layer: QgsVectorLayer, raster_layer_id: str) -> None:
+    """Add ``layer`` to the project directly above the raster in the layer tree (else on top)."""
+    project = QgsProject.instance()
+    project.addMapLayer(layer, False)
+    root = project.layerTreeRoot()
+    node = root.findLayer(raster_layer_id) if raster_layer_id else None
+    parent = node.parent() if node is not None else None
+    if isinstance(parent, QgsLayerTreeGroup):
+        parent.insertLayer(parent.children().index(node), layer)
+    else:
+        root.insertLayer(0, layer)
+
+
+def format_area(area_m2: float) -> str:
+    """Human-readable ground area: m², ha or km²."""
+    if area_m2 >= 1e6:
+        return tr("{value:.2f} km²").format(value=area_m2 / 1e6)
+    if area_m2 >= 1e4:
+        return tr("{value:.2f} ha").format(value=area_m2 / 1e4)
+    return tr("{value:.0f} m²").format(value=area_m2)
+
+
+def summary(outcome: RunOutcome, text: str) -> str:
+    """One line for the message bar: polygons, total area, seconds."""
+    return tr("'{text}': {n} polygon(s), {area} in {seconds:.1f} s").format(
+        text=text, n=outcome.polygons, area=format_area(outcome.area_m2), seconds=outcome.seconds
+    )

@@ -1,0 +1,118 @@
+"""The plugin object QGIS creates: Processing provider, toolbar/menu action, dock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from qgis.core import QgsApplication
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtGui import QIcon
+from qgis.PyQt.QtWidgets import QAction
+
+from .i18n import install_translator, remove_translator, tr
+from .log import install_log_bridge, remove_log_bridge
+
+ICON = Path(__file__).resolve().parent / "icons" / "segment_by_text.svg"
+ACTION_NAME = "Rs2SamSegmentByTextAction"
+
+
+class Rs2SamPlugin:
+    """Owns everything the plugin adds to QGIS and removes all of it in :meth:`unload`.
+
+    Args:
+        iface: The QGIS interface; None when ``qgis_process`` loads the plugin (then only
+            :meth:`initProcessing` is called).
+    """
+
+    def __init__(self, iface: Any) -> None:
+        self.iface = iface
+        self.provider: Any = None
+        self.action: QAction | None = None
+        self.dock: Any = None
+        self.controller: Any = None
+        self.menu_name = ""
+        self._log_handler: Any = None
+        self._translator: Any = None
+
+    # ------------------------------------------------------------------ QGIS hooks
+    def initProcessing(self) -> None:
+        """Register the ``rs2sam`` provider (no GUI code: ``qgis_process`` calls only this)."""
+        if self.provider is not None:
+            return
+        from .processing_provider.provider import Rs2SamProvider
+
+        self.provider = Rs2SamProvider()
+        QgsApplication.processingRegistry().addProvider(self.provider)
+
+    def initGui(self) -> None:
+        """Add the "Segment by text" action to the Raster toolbar and menu."""
+        self._translator = install_translator()
+        self._log_handler = install_log_bridge()
+        self.initProcessing()
+        self.menu_name = tr("&RS2-SAM")
+        action = QAction(QIcon(str(ICON)), tr("Segment by text"), self.iface.mainWindow())
+        action.setObjectName(ACTION_NAME)
+        action.setToolTip(tr("Segment by text: polygons of what a sentence describes"))
+        action.setCheckable(True)
+        action.toggled.connect(self._on_action_toggled)
+        self.iface.addRasterToolBarIcon(action)
+        self.iface.addPluginToRasterMenu(self.menu_name, action)
+        self.action = action
+
+    def unload(self) -> None:
+        """Remove every action, menu entry, dock, provider and connection (reload-safe)."""
+        if self.controller is not None:
+            self.controller.shutdown()
+            self.controller = None
+        if self.dock is not None:
+            self.dock.cleanup()
+            self.iface.removeDockWidget(self.dock)
+            self.dock.setParent(None)
+            self.dock.deleteLater()
+            self.dock = None
+        if self.action is not None:
+            self.action.toggled.disconnect(self._on_action_toggled)
+            self.iface.removePluginRasterMenu(self.menu_name, self.action)
+            self.iface.removeRasterToolBarIcon(self.action)
+            self.action.setParent(None)
+            self.action.deleteLater()
+            self.action = None
+        if self.provider is not None:
+            QgsApplication.processingRegistry().removeProvider(self.provider)
+            self.provider = None
+        remove_log_bridge(self._log_handler)
+        self._log_handler = None
+        remove_translator(self._translator)
+        self._translator = None
+
+    # ------------------------------------------------------------------ dock
+    def show_dock(self) -> Any:
+        """Create the dock on first use, show it and return it."""
+        if self.dock is None:
+            from .controller import SegmentController
+            from .dock import SegmentDock
+            from .settings import load_settings
+
+            self.dock = SegmentDock(
+                self.iface.mapCanvas(), load_settings(), self.iface.mainWindow()
+            )
+            self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
+            self.controller = SegmentController(self.iface, self.dock)
+            self.dock.visibilityChanged.connect(self._on_dock_visibility)
+        self.dock.select_active_layer(self.iface.activeLayer())
+        self.dock.show()
+        self.dock.raise_()
+        return self.dock
+
+    def _on_action_toggled(self, checked: bool) -> None:
+        if checked:
+            self.show_dock()
+        elif self.dock is not None:
+            self.dock.hide()
+
+    def _on_dock_visibility(self, visible: bool) -> None:
+        if self.action is not None and self.action.isChecked() != visible:
+            self.action.blockSignals(True)
+            self.action.setChecked(visible)
+            self.action.blockSignals(False)

@@ -1,0 +1,1 @@
+"""Processing provider ``rs2sam`` with the ``segmentbytext`` algorithm (no GUI code here)."""

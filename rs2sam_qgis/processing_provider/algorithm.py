@@ -1,0 +1,349 @@
+"""``rs2sam:segmentbytext``: raster + text (+ extent) -> polygon layer, for batch and modeler.
+
+``prepareAlgorithm`` (main thread) copies what it needs out of the layer; ``processAlgorithm``
+(worker thread in the toolbox) runs :func:`~rs2sam_qgis.runner.run_segmentation`. Nothing here
+creates widgets, so ``qgis_process`` can run it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsProcessingParameterVectorDestination,
+    QgsRasterLayer,
+    QgsRectangle,
+    QgsVectorFileWriter,
+)
+from qgis.PyQt.QtGui import QIcon
+
+from .._backend import backend_module
+from ..deps import check_dependencies
+from ..i18n import tr
+from ..layer_input import InputProblem, crs_string, file_source, provider_source
+from ..log import log_error, log_info
+from ..models import choice_problem, parse_model_choice
+from ..request import SegmentRequest
+from ..runner import run_segmentation
+from ..settings import default_threads
+
+ICON = Path(__file__).resolve().parents[1] / "icons" / "segment_by_text.svg"
+DEVICES = ["auto", "cpu", "cuda", "mps"]
+
+
+class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
+    """Segment what a sentence describes in a raster layer and write the polygons."""
+
+    INPUT = "INPUT"
+    TEXT = "TEXT"
+    EXTENT = "EXTENT"
+    CHECKPOINT = "CHECKPOINT"
+    THRESHOLD = "THRESHOLD"
+    MIN_AREA = "MIN_AREA"
+    DEVICE = "DEVICE"
+    THREADS = "THREADS"
+    PIXEL_SIZE = "PIXEL_SIZE"
+    MODEL_CONFIG = "MODEL_CONFIG"
+    OUTPUT = "OUTPUT"
+    POLYGONS = "POLYGONS"
+    AREA_M2 = "AREA_M2"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._request: SegmentRequest | None = None
+        self._destination = ""
+        self._tmp_dir = ""
+
+    # ------------------------------------------------------------------ metadata
+    def name(self) -> str:
+        """Algorithm id within the provider."""
+        return "segmentbytext"
+
+    def displayName(self) -> str:
+        """Name in the toolbox."""
+        return tr("Segment by text")
+
+    def shortDescription(self) -> str:
+        """One line in the toolbox tooltip."""
+        return tr("Polygons of what a sentence describes, from a local RS2-SAM 2 model.")
+
+    def tags(self) -> list[str]:
+        """Search keywords."""
+        return ["segment", "sam", "sam2", "text", "referring", "ai", "deep learning", "vectorize"]
+
+    def icon(self) -> QIcon:
+        """The plugin icon."""
+        return QIcon(str(ICON))
+
+    def shortHelpString(self) -> str:
+        """Help panel text."""
+        return tr(
+            "Runs the RS2-SAM 2 referring segmentation model on the raster layer (optionally only "
+            "inside EXTENT) and writes one polygon per object it finds for the TEXT, e.g. "
+            "'the storage tanks next to the harbor'. Polygons are in the raster's CRS with the "
+            "fields prompt, score (mean probability), area_m2 (true ground area), model and "
+            "checkpoint_sha256.\n\n"
+            "CHECKPOINT: a .safetensors checkpoint; empty = the weights bundled with the plugin.\n"
+            "THRESHOLD: probability above which a pixel belongs to the object.\n"
+            "MIN_AREA: drop polygons smaller than this many m².\n"
+            "DEVICE: auto, cpu, cuda or mps. THREADS: CPU threads for the model.\n"
+            "PIXEL_SIZE (advanced): read resolution, in layer CRS units, for layers without a "
+            "local file (WMS/XYZ); 0 = native size when known.\n\n"
+            "Needs torch, sam2 and open_clip_torch in QGIS's Python; if they are missing the "
+            "error message gives the exact pip command."
+        )
+
+    def helpUrl(self) -> str:
+        """Online documentation."""
+        return "https://github.com/rs2sam-qgis/rs2sam_qgis/blob/main/docs/plugin.md"
+
+    def createInstance(self) -> SegmentByTextAlgorithm:
+        """A fresh copy for each run (Processing requirement)."""
+        return SegmentByTextAlgorithm()
+
+    # ------------------------------------------------------------------ parameters
+    def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
+        """Declare the parameters (ids are part of the public contract)."""
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, tr("Raster layer")))
+        self.addParameter(
+            QgsProcessingParameterString(self.TEXT, tr("Text (what to segment)"), "", False, False)
+        )
+        self.addParameter(
+            QgsProcessingParameterExtent(
+                self.EXTENT, tr("Extent (empty = whole layer)"), None, True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.CHECKPOINT,
+                tr("Checkpoint (.safetensors; empty = bundled weights)"),
+                QgsProcessingParameterFile.File,
+                "",
+                None,
+                True,
+                tr("Checkpoints (*.safetensors)"),
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.THRESHOLD,
+                tr("Threshold"),
+                QgsProcessingParameterNumber.Double,
+                0.5,
+                False,
+                0.0,
+                1.0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.MIN_AREA,
+                tr("Minimum polygon area (m²)"),
+                QgsProcessingParameterNumber.Double,
+                0.0,
+                True,
+                0.0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.DEVICE, tr("Device"), DEVICES, False, "auto", True, usesStaticStrings=True
+            )
+        )
+        threads = QgsProcessingParameterNumber(
+            self.THREADS,
+            tr("CPU threads"),
+            QgsProcessingParameterNumber.Integer,
+            default_threads(),
+            True,
+            1,
+            256,
+        )
+        threads.setFlags(threads.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(threads)
+        pixel = QgsProcessingParameterNumber(
+            self.PIXEL_SIZE,
+            tr("Read resolution for web layers (layer CRS units; 0 = native)"),
+            QgsProcessingParameterNumber.Double,
+            0.0,
+            True,
+            0.0,
+        )
+        pixel.setFlags(pixel.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(pixel)
+        # Hidden developer parameter: random-init registry config ("test-tiny") or a stand-in
+        # ("standin:red") for tests and CI without weights. Not shown in any dialog.
+        dev = QgsProcessingParameterString(
+            self.MODEL_CONFIG, tr("Developer model (random init / stand-in)"), "", False, True
+        )
+        dev.setFlags(dev.flags() | QgsProcessingParameterDefinition.FlagHidden)
+        self.addParameter(dev)
+        self.addParameter(
+            QgsProcessingParameterVectorDestination(
+                self.OUTPUT, tr("Segmented polygons"), QgsProcessing.TypeVectorPolygon
+            )
+        )
+        self.addOutput(QgsProcessingOutputNumber(self.POLYGONS, tr("Number of polygons")))
+        self.addOutput(QgsProcessingOutputNumber(self.AREA_M2, tr("Total area (m²)")))
+
+    # ------------------------------------------------------------------ running
+    def prepareAlgorithm(
+        self,
+        parameters: dict[str, Any],
+        context: QgsProcessingContext,
+        feedback: QgsProcessingFeedback,
+    ) -> bool:
+        """Main thread: copy everything the run needs out of the layer."""
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
+            raise QgsProcessingException(tr("INPUT is not a valid raster layer."))
+        text = " ".join(self.parameterAsString(parameters, self.TEXT, context).split())
+        if not text:
+            raise QgsProcessingException(
+                tr("TEXT is empty: describe what to segment, e.g. 'the buildings by the river'.")
+            )
+        choice = parse_model_choice(
+            self.parameterAsFile(parameters, self.CHECKPOINT, context),
+            self.parameterAsString(parameters, self.MODEL_CONFIG, context),
+        )
+        problem = choice_problem(choice)
+        if problem:
+            raise QgsProcessingException(problem)
+        bbox, bbox_crs = None, None
+        if parameters.get(self.EXTENT) not in (None, ""):
+            crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context)
+            if not crs.isValid():
+                crs = layer.crs()
+            rect: QgsRectangle = self.parameterAsExtent(parameters, self.EXTENT, context, crs)
+            if not rect.isEmpty():
+                bbox = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+                bbox_crs = crs_string(crs)
+        source = file_source(layer)
+        if source is None:
+            from ..layer_input import AreaChoice
+
+            pixel = self.parameterAsDouble(parameters, self.PIXEL_SIZE, context)
+            if pixel <= 0 and bbox is not None:
+                pixel = layer.rasterUnitsPerPixelX() if layer.dataProvider().xSize() else 0.0
+            if pixel <= 0 and bbox is not None:
+                raise QgsProcessingException(
+                    tr(
+                        "{layer!r} has no local file and no native pixel size: set PIXEL_SIZE "
+                        "(read resolution in layer CRS units)."
+                    ).format(layer=layer.name())
+                )
+            try:
+                source = provider_source(
+                    layer, AreaChoice(bbox, bbox_crs), pixel or 1.0, layer.crs()
+                )
+            except InputProblem as exc:
+                raise QgsProcessingException(str(exc)) from exc
+        self._destination = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        self._tmp_dir = tempfile.mkdtemp(prefix="rs2sam_alg_")
+        self._request = SegmentRequest(
+            text=text,
+            source=source,
+            bbox=bbox,
+            bbox_crs=bbox_crs,
+            threshold=self.parameterAsDouble(parameters, self.THRESHOLD, context),
+            min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
+            model=choice,
+            device=self.parameterAsEnumString(parameters, self.DEVICE, context) or "auto",
+            threads=self.parameterAsInt(parameters, self.THREADS, context) or default_threads(),
+            out_path=os.path.join(self._tmp_dir, "result.gpkg"),
+            layer_name=text,
+            raster_layer_id=layer.id(),
+        )
+        return True
+
+    def processAlgorithm(
+        self,
+        parameters: dict[str, Any],
+        context: QgsProcessingContext,
+        feedback: QgsProcessingFeedback,
+    ) -> dict[str, Any]:
+        """Worker thread: run the model and write OUTPUT."""
+        request = self._request
+        if request is None:
+            raise QgsProcessingException(tr("The algorithm was not prepared."))
+        report = check_dependencies()
+        if not report.ok:
+            raise QgsProcessingException(report.message())
+        if request.model.is_developer_choice:
+            feedback.pushWarning(
+                tr("Developer model {label}: results are not meaningful.").format(
+                    label=request.model.label
+                )
+            )
+        errors = backend_module("errors")
+        feedback.pushInfo(
+            tr("Segmenting {text!r} with {model}…").format(
+                text=request.text, model=request.model.label
+            )
+        )
+        try:
+            outcome = run_segmentation(request, feedback.setProgress, feedback.isCanceled)
+            self._deliver(request.out_path, self._destination)
+        except errors.Cancelled as exc:
+            raise QgsProcessingException(tr("Cancelled; no output was written.")) from exc
+        except errors.Rs2SamError as exc:
+            log_error(f"segmentbytext: {exc}")
+            raise QgsProcessingException(str(exc)) from exc
+        finally:
+            shutil.rmtree(self._tmp_dir, ignore_errors=True)
+        message = tr("{n} polygon(s), {area:.1f} m², {s:.1f} s (model load {l:.1f} s)").format(
+            n=outcome.polygons, area=outcome.area_m2, s=outcome.seconds, l=outcome.load_seconds
+        )
+        feedback.pushInfo(message)
+        log_info(f"segmentbytext {request.text!r}: {message} -> {self._destination}")
+        return {
+            self.OUTPUT: self._destination,
+            self.POLYGONS: outcome.polygons,
+            self.AREA_M2: outcome.area_m2,
+        }
+
+    @staticmethod
+    def _deliver(tmp_gpkg: str, destination: str) -> None:
+        """Move (GeoPackage) or convert (other formats) the backend's output to OUTPUT."""
+        from osgeo import gdal
+
+        if not os.path.isfile(tmp_gpkg):
+            raise backend_module("errors").OutputError(
+                f"the backend wrote no output file at {tmp_gpkg}"
+            )
+        Path(destination).parent.mkdir(parents=True, exist_ok=True)
+        if destination.lower().endswith(".gpkg"):
+            if os.path.exists(destination):
+                os.remove(destination)  # Processing outputs overwrite
+            shutil.move(tmp_gpkg, destination)
+            return
+        driver = QgsVectorFileWriter.driverForExtension(Path(destination).suffix.lstrip("."))
+        if not driver:
+            raise backend_module("errors").OutputError(
+                f"no vector format for {destination!r}; use .gpkg, .shp, .geojson, .fgb ..."
+            )
+        if os.path.exists(destination):
+            gdal.GetDriverByName(driver).Delete(destination)
+        result = gdal.VectorTranslate(destination, tmp_gpkg, format=driver)
+        if result is None:
+            raise backend_module("errors").OutputError(
+                f"could not convert the result to {destination!r} ({driver})"
+            )
+        result = None  # close

@@ -1,0 +1,102 @@
+"""Plain-data description of one run, and how the worker gets its pixels.
+
+Everything in a :class:`SegmentRequest` is copied out of QGIS objects on the main thread
+(``layer_input.py``). The only QGIS object inside is a *cloned* data provider for layers without
+a local file (WMS/XYZ/...): the clone belongs to the request and is used by the worker only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .models import ModelChoice
+
+Bounds = tuple[float, float, float, float]
+"""``(minx, miny, maxx, maxy)`` in the CRS named next to it."""
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """A raster GDAL can open from a local path: the backend reads it itself."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class ProviderSource:
+    """Pixels read through a cloned QGIS data provider at a fixed size (web and other layers).
+
+    Attributes:
+        provider: ``QgsRasterDataProvider`` clone; only the worker thread touches it.
+        extent: Area to read, in ``crs_wkt``.
+        width: Output width in pixels.
+        height: Output height in pixels.
+        crs_wkt: The layer's CRS (WKT2).
+        bands: 1-based bands to read (ignored for ARGB32 providers such as XYZ/WMS).
+    """
+
+    provider: Any = field(compare=False, repr=False)
+    extent: Bounds
+    width: int
+    height: int
+    crs_wkt: str
+    bands: tuple[int, ...] = (1, 2, 3)
+
+
+@dataclass(frozen=True)
+class SegmentRequest:
+    """Everything one "Segment by text" run needs.
+
+    Attributes:
+        text: The referring expression (stripped, non-empty).
+        source: Where the pixels come from.
+        bbox: Area to segment in ``bbox_crs``; None = whole raster (file sources only).
+        bbox_crs: CRS of ``bbox`` as an auth id (``"EPSG:3857"``) or WKT; the backend transforms.
+        threshold: Probability threshold in ``[0, 1]``.
+        min_area_m2: Drop polygons smaller than this ground area.
+        model: Which model.
+        device: Torch device string.
+        threads: Torch CPU threads.
+        out_path: GeoPackage to write.
+        layer_name: Name of the result layer.
+        raster_layer_id: Layer id of the input (to insert the result above it); "" if none.
+        aoi_wkt: Optional polygon (in ``bbox_crs``) the results are clipped to.
+        memory_layer: Load the result as a memory layer (``out_path`` is then a temp file).
+    """
+
+    text: str
+    source: FileSource | ProviderSource
+    bbox: Bounds | None
+    bbox_crs: str | None
+    threshold: float
+    min_area_m2: float
+    model: ModelChoice
+    device: str
+    threads: int
+    out_path: str
+    layer_name: str
+    raster_layer_id: str = ""
+    aoi_wkt: str | None = None
+    memory_layer: bool = False
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a finished run produced (plain data, handed back to the main thread).
+
+    Attributes:
+        out_path: The GeoPackage written.
+        polygons: Number of polygons.
+        area_m2: Total ground area of the polygons in m².
+        seconds: Wall time of the whole run (model load included).
+        load_seconds: Time spent loading the model (0.0 when it was cached).
+        model_name: The segmenter's config name.
+    """
+
+    out_path: str
+    polygons: int
+    area_m2: float
+    seconds: float
+    load_seconds: float
+    model_name: str
