@@ -1,0 +1,276 @@
+"""Named RS2-SAM 2 architectures (a config describes an architecture and holds no weights).
+
+This module is stdlib-only, so the plugin can list models before torch is loaded.
+
+Registry (see :func:`list_models`):
+
+* ``test-tiny``: random-init toy (≈3 M parameters, 128 px) that every CPU test builds.
+* ``nano``: ≈10 M parameters at 256 px, small enough to train from scratch on a CPU;
+  its Hiera trunk is trainable (``freeze_trunk=False``) because no pretrained weights fit it.
+* ``base``: SAM 2.1 Hiera-S at 1024 px with an open_clip ViT-B-16 union encoder (one GPU).
+* ``large``: SAM 2.1 Hiera-L at 1024 px with ViT-L-14, paper scale (≈30 M adapter parameters).
+
+Example:
+    >>> from backend.model.configs import get_model_config, list_models
+    >>> list_models()
+    ['base', 'large', 'nano', 'test-tiny']
+    >>> get_model_config("nano", image_size=320).image_size
+    320
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from backend.errors import ConfigError
+
+__all__ = [
+    "UNION_ENCODERS",
+    "ModelConfig",
+    "get_model_config",
+    "list_models",
+    "register_model_config",
+]
+
+UNION_ENCODERS = ("twotower", "earlyfusion")
+"""Union-encoder designs of model_spec §9.3 (A, ``twotower``) and §9.4 (B, ``earlyfusion``)."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of one RS2-SAM 2 variant.
+
+    Attributes:
+        name: Registry key, e.g. ``"nano"``.
+        sam2_yaml: SAM 2 model YAML. A bare file name is looked up in
+            ``backend/model/sam2_yaml/``; ``"sam2:configs/sam2.1/sam2.1_hiera_l.yaml"`` names a
+            file inside the installed ``sam2`` package.
+        image_size: Square SAM input size in pixels (multiple of 32). Feature maps are
+            ``image_size / 4, / 8, / 16``; the low-res mask is ``image_size / 4``.
+        clip_model: open_clip model name (built-in, or one of our JSONs in
+            ``backend/model/open_clip_configs/``).
+        clip_image_size: Square input size of the CLIP vision tower in pixels; the
+            pseudo-mask grid is ``clip_image_size / patch_size``.
+        context_length: Text tokens per caption (longer captions are truncated with a warning).
+        union_encoder: ``"twotower"`` (design A: two CLIP towers + ``joint_layers`` joint
+            transformer layers) or ``"earlyfusion"`` (design B: text tokens join the last
+            ``early_fusion_blocks`` blocks of the CLIP vision transformer).
+        fusion_dim: Width ``d`` of design A's joint layers (design B uses the ViT width).
+        joint_layers: K, number of joint fusion layers (design A).
+        early_fusion_blocks: Number of final ViT blocks that see the text (design B).
+        fusion_heads: Attention heads of design A's joint layers (0 = ``fusion_dim // 64``).
+        mpg_heads: Heads of the mask prompt generator's attention.
+        text_fusion_heads: Heads of the multiplicative text fusion before the mask decoder.
+        adapter_ratio: BHFM adapter hidden size as a fraction of the Hiera block width.
+        adapter_heads: Heads of the BHFM cross-attentions.
+        text_update_alpha: Text-state update rate in every Hiera block (``T ← (1-α)T + α·out``).
+        mlp_adapter_scale: Scale of the MLP adapter output added next to the block's MLP.
+        freeze_trunk: Freeze the Hiera trunk and FPN neck except the adapters (the paper's
+            policy for pretrained SAM 2). False trains the whole image encoder (``nano``).
+        freeze_clip: Freeze the CLIP towers (design A's fusion layers stay trainable; in
+            design B the text-seeing ViT blocks stay trainable).
+        gsd_m: Working ground resolution in metres per pixel the model is meant to see, or
+            None to use a raster's native resolution.
+        description: One line for model pickers.
+    """
+
+    name: str
+    sam2_yaml: str
+    image_size: int
+    clip_model: str
+    clip_image_size: int
+    context_length: int = 77
+    union_encoder: str = "twotower"
+    fusion_dim: int = 256
+    joint_layers: int = 2
+    early_fusion_blocks: int = 2
+    fusion_heads: int = 0
+    mpg_heads: int = 8
+    text_fusion_heads: int = 8
+    adapter_ratio: float = 0.25
+    adapter_heads: int = 4
+    text_update_alpha: float = 0.2
+    mlp_adapter_scale: float = 0.5
+    freeze_trunk: bool = True
+    freeze_clip: bool = False
+    gsd_m: float | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ConfigError("ModelConfig.name must not be empty")
+        if self.image_size < 32 or self.image_size % 32:
+            raise ConfigError(
+                f"{self.name}: image_size must be a positive multiple of 32, got {self.image_size}"
+            )
+        if self.clip_image_size < 16:
+            raise ConfigError(
+                f"{self.name}: clip_image_size must be >= 16, got {self.clip_image_size}"
+            )
+        if self.union_encoder not in UNION_ENCODERS:
+            raise ConfigError(
+                f"{self.name}: union_encoder must be one of {UNION_ENCODERS}, "
+                f"got {self.union_encoder!r}"
+            )
+        if self.context_length < 3:
+            raise ConfigError(
+                f"{self.name}: context_length must be >= 3 (SOT, a word, EOT), "
+                f"got {self.context_length}"
+            )
+        if self.union_encoder == "twotower" and self.joint_layers < 1:
+            raise ConfigError(f"{self.name}: joint_layers must be >= 1, got {self.joint_layers}")
+        if self.union_encoder == "earlyfusion" and self.early_fusion_blocks < 1:
+            raise ConfigError(
+                f"{self.name}: early_fusion_blocks must be >= 1, got {self.early_fusion_blocks}"
+            )
+        if not 0.0 <= self.text_update_alpha <= 1.0:
+            raise ConfigError(
+                f"{self.name}: text_update_alpha must be in [0, 1], got {self.text_update_alpha}"
+            )
+        if self.gsd_m is not None and self.gsd_m <= 0:
+            raise ConfigError(f"{self.name}: gsd_m must be > 0 or None, got {self.gsd_m}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of every field (stored in checkpoints)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ConfigError: If a key is unknown or a required one is missing.
+        """
+        if not isinstance(data, dict):
+            raise ConfigError(f"model_config must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"model_config has unknown fields {unknown}; this backend knows {sorted(known)}. "
+                "Was the checkpoint written by a newer version?"
+            )
+        try:
+            return cls(**data)
+        except TypeError as err:
+            raise ConfigError(f"model_config is incomplete: {err}") from None
+
+
+_MODEL_CONFIGS: dict[str, ModelConfig] = {}
+
+
+def register_model_config(config: ModelConfig) -> ModelConfig:
+    """Add ``config`` to the registry under ``config.name``.
+
+    Raises:
+        ConfigError: If the name is taken.
+    """
+    if config.name in _MODEL_CONFIGS:
+        raise ConfigError(f"model config {config.name!r} is already registered")
+    _MODEL_CONFIGS[config.name] = config
+    return config
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`get_model_config`, ``build_model`` and ``load_segmenter``."""
+    return sorted(_MODEL_CONFIGS)
+
+
+def get_model_config(name: str, **overrides: Any) -> ModelConfig:
+    """Return the config registered as ``name``, with fields replaced by ``overrides``.
+
+    Raises:
+        ConfigError: If ``name`` is not registered (the message lists the valid names) or
+            an override is not a field.
+    """
+    try:
+        config = _MODEL_CONFIGS[name]
+    except (KeyError, TypeError):
+        raise ConfigError(
+            f"unknown model config {name!r}; valid names: {', '.join(list_models())}"
+        ) from None
+    if not overrides:
+        return config
+    try:
+        return replace(config, **overrides)
+    except TypeError as err:
+        raise ConfigError(f"bad override for {name!r}: {err}") from None
+
+
+register_model_config(
+    ModelConfig(
+        name="test-tiny",
+        sam2_yaml="test_tiny.yaml",
+        image_size=128,
+        clip_model="rs2sam-tiny-clip",
+        clip_image_size=64,
+        context_length=16,
+        union_encoder="twotower",
+        fusion_dim=32,
+        joint_layers=1,
+        early_fusion_blocks=1,
+        fusion_heads=2,
+        mpg_heads=4,
+        text_fusion_heads=4,
+        freeze_trunk=True,
+        gsd_m=None,
+        description="Random-init toy for tests (128 px, ≈3 M parameters)",
+    )
+)
+register_model_config(
+    ModelConfig(
+        name="nano",
+        sam2_yaml="nano.yaml",
+        image_size=256,
+        clip_model="rs2sam-nano-clip",
+        clip_image_size=256,
+        context_length=32,
+        union_encoder="twotower",
+        fusion_dim=128,
+        joint_layers=2,
+        early_fusion_blocks=2,
+        fusion_heads=4,
+        mpg_heads=8,
+        text_fusion_heads=8,
+        freeze_trunk=False,  # no pretrained Hiera this small: train the trunk from scratch
+        freeze_clip=False,
+        gsd_m=0.3,
+        description="CPU-trainable from scratch (256 px, ≈12 M parameters, 16×16 prompt grid)",
+    )
+)
+register_model_config(
+    ModelConfig(
+        name="base",
+        sam2_yaml="sam2:configs/sam2.1/sam2.1_hiera_s.yaml",
+        image_size=1024,
+        clip_model="ViT-B-16",
+        clip_image_size=224,
+        context_length=77,
+        union_encoder="twotower",
+        fusion_dim=768,
+        joint_layers=2,
+        early_fusion_blocks=6,
+        freeze_trunk=True,
+        gsd_m=0.5,
+        description="SAM 2.1 Hiera-S @1024 + open_clip ViT-B-16 (one GPU)",
+    )
+)
+register_model_config(
+    ModelConfig(
+        name="large",
+        sam2_yaml="sam2:configs/sam2.1/sam2.1_hiera_l.yaml",
+        image_size=1024,
+        clip_model="ViT-L-14",
+        clip_image_size=224,
+        context_length=77,
+        union_encoder="earlyfusion",
+        fusion_dim=1024,
+        joint_layers=4,
+        early_fusion_blocks=8,
+        freeze_trunk=True,
+        gsd_m=0.5,
+        description="Paper scale: SAM 2.1 Hiera-L @1024 + open_clip ViT-L-14 (early fusion)",
+    )
+)

@@ -1,0 +1,547 @@
+"""RS2-SAM 2 on unforked ``sam2`` 1.1.0 and ``open_clip_torch`` 3.3.0.
+
+Data flow of :meth:`RS2SAM2.forward` (model_spec §1; B = batch, L = text tokens, S = model input
+size, R = CLIP input size, g = CLIP patch grid, C = SAM 2 prompt width, 256 for real models)::
+
+    clip_images (B,3,R,R), tokens (B,L) --union--> cls (B,1,d), vis (B,g,g,d), txt (B,L,d)
+    cls --sparse_proj--> sparse prompt (B,1,C);  txt --text_proj--> text_feat (B,L,C)
+    cls, vis --mpg--> pseudo_mask (B,1,g,g) --resize--> dense mask prompt (B,1,S/4,S/4)
+    sam_images (B,3,S,S) --Hiera + BHFM adapters (text state = text_feat)--> FPN
+        --> image_embed (B,C,S/16,S/16) (+ no_mem_embed), high-res (B,C/8,S/4,·), (B,C/4,S/8,·)
+    image_embed --text_fusion (× MHA over text_feat)--> sam_mask_decoder (single mask)
+        --> low-res logits (B,1,S/4,S/4) --bilinear--> logits (B,1,S,S)
+    text_feat[:,0] --boundary_head--> boundary_weight (B,)
+
+Every feature size is read from the backbone output, so any input size that is a multiple of
+32 works (sam2's image predictor hard-codes 1024).
+
+Example:
+    >>> model = build_model("test-tiny")
+    >>> inputs = model.prepare_inputs(np.zeros((1, 100, 140, 3), np.uint8), ["the red roofs"])
+    >>> out = model(inputs)
+    >>> out.logits.shape
+    torch.Size([1, 1, 128, 128])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from backend.errors import ConfigError, InputError
+from backend.model.bhfm import AdaptedBlock, TextFusion, TextState, add_adapters
+from backend.model.configs import ModelConfig, get_model_config
+from backend.model.mpg import MaskPromptGenerator
+from backend.model.union import build_clip, build_union_encoder, get_tokenizer
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "MIN_IMAGE_PX",
+    "RS2SAM2",
+    "ModelInputs",
+    "ModelOutput",
+    "build_model",
+    "load_sam2_yaml",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MIN_IMAGE_PX = 32
+
+# parameters whose outputs RS2-SAM 2 never uses (IoU / object-score heads, point and box
+# prompts, the no-mask embedding): kept so official weights load, but frozen so they are not
+# "unused parameters" under DDP and not in any optimiser group
+_UNUSED_PREFIXES = (
+    "sam_mask_decoder.iou_prediction_head.",
+    "sam_mask_decoder.pred_obj_score_head.",
+    "sam_prompt_encoder.point_embeddings.",
+    "sam_prompt_encoder.not_a_point_embed.",
+    "sam_prompt_encoder.no_mask_embed.",
+)
+_ADAPTER_MARKERS = (".Space_Adapter.", ".MLP_Adapter.")
+
+
+@dataclass
+class ModelInputs:
+    """A preprocessed batch (see :meth:`RS2SAM2.prepare_inputs`).
+
+    Attributes:
+        sam_images: ``(B, 3, S, S)`` float32, ImageNet-normalised SAM view.
+        clip_images: ``(B, 3, R, R)`` float32, CLIP-normalised union-encoder view.
+        tokens: ``(B, L)`` int64 token ids, trimmed to the batch's longest caption.
+        text_pad: ``(B, L)`` bool, True at positions after each caption's EOT token.
+    """
+
+    sam_images: torch.Tensor
+    clip_images: torch.Tensor
+    tokens: torch.Tensor
+    text_pad: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        """Number of (image, caption) pairs."""
+        return int(self.sam_images.shape[0])
+
+    def to(self, device: torch.device | str) -> ModelInputs:
+        """Copy of the batch on ``device``."""
+        return ModelInputs(
+            self.sam_images.to(device),
+            self.clip_images.to(device),
+            self.tokens.to(device),
+            self.text_pad.to(device),
+        )
+
+
+@dataclass
+class ModelOutput:
+    """Result of :meth:`RS2SAM2.forward`.
+
+    Attributes:
+        logits: ``(B, 1, S, S)`` float32 mask logits at the model input size (or at
+            ``output_size``); foreground probability = ``sigmoid(logits)``.
+        pseudo_mask: ``(B, 1, g, g)`` MPG pseudo-mask, probabilities in ``(0, 1)``.
+        boundary_weight: ``(B,)`` text weight of the boundary loss (Linear on
+            ``text_feat[:, 0]``; raw, unbounded, as in the reference code).
+        text_feat: ``(B, L, C)`` projected text features (C = 256 for real SAM 2 configs).
+    """
+
+    logits: torch.Tensor
+    pseudo_mask: torch.Tensor
+    boundary_weight: torch.Tensor
+    text_feat: torch.Tensor
+
+
+def load_sam2_yaml(config: ModelConfig) -> Any:
+    """The ``model`` node of ``config.sam2_yaml`` with ``image_size`` set from ``config``.
+
+    Raises:
+        ConfigError: If the YAML file does not exist.
+    """
+    from omegaconf import OmegaConf
+
+    ref = config.sam2_yaml
+    if ref.startswith("sam2:"):
+        path = resources.files("sam2") / ref.removeprefix("sam2:")
+    else:
+        path = resources.files("backend.model") / "sam2_yaml" / ref
+    if not path.is_file():
+        raise ConfigError(
+            f"{config.name}: SAM 2 YAML {ref!r} not found (looked at {path}); use a file in "
+            "backend/model/sam2_yaml/ or 'sam2:configs/sam2.1/<file>.yaml'"
+        )
+    node = OmegaConf.load(str(path)).model
+    node.image_size = config.image_size
+    return node
+
+
+def _build_sam2(config: ModelConfig) -> nn.Module:
+    from hydra.utils import instantiate
+
+    return instantiate(load_sam2_yaml(config), _recursive_=True)
+
+
+class RS2SAM2(nn.Module):
+    """RS2-SAM 2: a union encoder prompting SAM 2 through BHFM adapters and the MPG.
+
+    Build with :func:`build_model`. Sub-modules keep SAM 2's names at the top level
+    (``image_encoder``, ``sam_prompt_encoder``, ``sam_mask_decoder``, ``no_mem_embed``), so
+    official SAM 2 weights load key-for-key; the open_clip towers are ``union.visual`` and
+    ``union.text``.
+
+    Args:
+        config: The architecture.
+        sam: A random-init sam2 ``SAM2Base`` built from ``config.sam2_yaml`` (its memory
+            modules are dropped).
+        clip: A random-init open_clip model for ``config.clip_model``.
+    """
+
+    def __init__(self, config: ModelConfig, sam: nn.Module, clip: nn.Module) -> None:
+        super().__init__()
+        if not sam.use_high_res_features_in_sam:
+            raise ConfigError(
+                f"{config.name}: the SAM 2 YAML must set use_high_res_features_in_sam: true"
+            )
+        self.config = config
+        self.image_encoder = sam.image_encoder
+        self.sam_prompt_encoder = sam.sam_prompt_encoder
+        self.sam_mask_decoder = sam.sam_mask_decoder
+        self.no_mem_embed = sam.no_mem_embed
+        self.directly_add_no_mem_embed = bool(sam.directly_add_no_mem_embed)
+        prompt_dim = int(sam.hidden_dim)
+        self.prompt_dim = prompt_dim
+
+        self.text_state = TextState()
+        add_adapters(
+            self.image_encoder.trunk,
+            self.text_state,
+            text_dim=prompt_dim,
+            ratio=config.adapter_ratio,
+            heads=config.adapter_heads,
+            alpha=config.text_update_alpha,
+            mlp_scale=config.mlp_adapter_scale,
+        )
+        self.union = build_union_encoder(config, clip)
+        d = self.union.dim
+        if d % config.mpg_heads or prompt_dim % config.text_fusion_heads:
+            raise ConfigError(
+                f"{config.name}: mpg_heads {config.mpg_heads} must divide the union width {d} "
+                f"and text_fusion_heads {config.text_fusion_heads} the prompt width {prompt_dim}"
+            )
+        self.sparse_proj = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, prompt_dim))
+        self.text_proj = nn.Linear(d, prompt_dim)
+        self.boundary_head = nn.Linear(prompt_dim, 1)
+        self.mpg = MaskPromptGenerator(d, config.mpg_heads)
+        self.text_fusion = TextFusion(prompt_dim, config.text_fusion_heads)
+
+        clip_mean = getattr(clip.visual, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)
+        clip_std = getattr(clip.visual, "image_std", None) or (0.26862954, 0.26130258, 0.27577711)
+        self.register_buffer("sam_mean", _channel_stat(IMAGENET_MEAN), persistent=False)
+        self.register_buffer("sam_std", _channel_stat(IMAGENET_STD), persistent=False)
+        self.register_buffer("clip_mean", _channel_stat(clip_mean), persistent=False)
+        self.register_buffer("clip_std", _channel_stat(clip_std), persistent=False)
+        self.tokenizer = get_tokenizer(config)
+        self.apply_freezing()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def image_size(self) -> int:
+        """Square SAM input size ``S`` in pixels."""
+        return self.config.image_size
+
+    @property
+    def clip_image_size(self) -> int:
+        """Square CLIP input size ``R`` in pixels."""
+        return self.config.clip_image_size
+
+    @property
+    def grid_size(self) -> int:
+        """Side ``g`` of the pseudo-mask grid (CLIP patches per side)."""
+        return self.union.grid
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the parameters."""
+        return self.no_mem_embed.device
+
+    # ------------------------------------------------------------------ freezing and groups
+    def apply_freezing(self) -> None:
+        """Set ``requires_grad`` from the config (called at build).
+
+        * ``freeze_trunk``: the whole image encoder (Hiera trunk, position embeddings, FPN neck)
+          is frozen except the BHFM adapters (the paper's policy).
+        * ``freeze_clip``: the open_clip towers are frozen, except (design B) the ViT blocks
+          that see text and ``ln_post``.
+        * Always frozen: heads whose outputs are never used (IoU and object-score heads, point
+          and box prompt embeddings, the no-mask embedding).
+        """
+        for name, param in self.named_parameters():
+            param.requires_grad_(True)
+            if name.startswith(_UNUSED_PREFIXES):
+                param.requires_grad_(False)
+        if self.config.freeze_trunk:
+            for name, param in self.image_encoder.named_parameters():
+                if not any(m in f".{name}" for m in _ADAPTER_MARKERS):
+                    param.requires_grad_(False)
+        if self.config.freeze_clip:
+            for param in self.union.tower_parameters():
+                param.requires_grad_(False)
+            for param in getattr(self.union, "fused_parameters", list)():
+                param.requires_grad_(True)
+
+    def named_param_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
+        """Trainable parameters by learning-rate group, with names (see :meth:`param_groups`)."""
+        tower = {id(p) for p in self.union.tower_parameters()}
+        groups: dict[str, list[tuple[str, nn.Parameter]]] = {"new": [], "base": []}
+        for name, param in self.named_parameters():
+            if not param.requires_grad:
+                continue
+            is_new = (
+                any(m in f".{name}" for m in _ADAPTER_MARKERS)
+                or name.startswith(("mpg.", "text_fusion."))
+                or (name.startswith("union.") and id(param) not in tower)
+            )
+            groups["new" if is_new else "base"].append((name, param))
+        return groups
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Trainable parameters split into the paper's two learning-rate groups.
+
+        Returns:
+            ``{"new": [...], "base": [...]}``. ``new`` (lr 1e-4 in the paper): BHFM adapters,
+            MPG, decoder text fusion, and the union encoder's fusion parts that CLIP lacks
+            (design A's joint layers and class-token projections, design B's text projection).
+            ``base`` (lr 5e-5): the CLIP towers, the sparse/text projections, the boundary
+            head, the prompt encoder, the mask decoder, ``no_mem_embed`` (and the trunk when
+            ``freeze_trunk`` is False). Frozen parameters are in neither.
+        """
+        return {k: [p for _, p in v] for k, v in self.named_param_groups().items()}
+
+    def adapter_parameters(self) -> list[nn.Parameter]:
+        """The BHFM in-encoder adapters (Space and MLP adapters of every Hiera block)."""
+        return [
+            p for n, p in self.named_parameters() if any(m in f".{n}" for m in _ADAPTER_MARKERS)
+        ]
+
+    def parameter_counts(self) -> dict[str, int]:
+        """``{"total", "trainable", "adapters"}`` parameter counts."""
+        params = list(self.parameters())
+        return {
+            "total": sum(p.numel() for p in params),
+            "trainable": sum(p.numel() for p in params if p.requires_grad),
+            "adapters": sum(p.numel() for p in self.adapter_parameters()),
+        }
+
+    # ------------------------------------------------------------------ preprocessing
+    def tokenize(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokenise captions with the open_clip tokenizer.
+
+        Captions longer than ``context_length`` tokens are truncated (EOT kept) with a
+        logged warning. The batch is trimmed to its longest caption.
+
+        Returns:
+            ``tokens`` ``(N, L)`` int64 and ``pad`` ``(N, L)`` bool (True after EOT), on CPU.
+
+        Raises:
+            InputError: If a caption is not a string or is empty/whitespace.
+        """
+        for text in texts:
+            _check_text(text)
+        ctx = self.config.context_length
+        encode = getattr(self.tokenizer, "encode", None)
+        if encode is not None:
+            for text in texts:
+                n = len(encode(text)) + 2  # + SOT and EOT
+                if n > ctx:
+                    logger.warning(
+                        "text has %d tokens, more than the model's context of %d; truncated: %r",
+                        n,
+                        ctx,
+                        text,
+                    )
+        tokens = self.tokenizer(list(texts)).long()
+        eot = tokens.argmax(dim=-1)  # EOT has the highest id of the BPE vocabulary
+        length = int(eot.max()) + 1
+        tokens = tokens[:, :length]
+        pad = torch.arange(length)[None, :] > eot[:, None]
+        return tokens, pad
+
+    def prepare_inputs(
+        self, images: torch.Tensor | np.ndarray, texts: Sequence[str]
+    ) -> ModelInputs:
+        """Preprocess a batch: two image views and the tokens.
+
+        Args:
+            images: ``(B, H, W, 3)`` uint8 RGB (torch or numpy), any ``H, W >= 32``.
+            texts: ``B`` captions.
+
+        Returns:
+            :class:`ModelInputs` on the model's device: the SAM view resized (bilinear,
+            aspect not kept) to ``image_size`` with ImageNet normalisation, the CLIP view at
+            ``clip_image_size`` with CLIP's mean/std, and the tokens with their pad mask.
+
+        Raises:
+            InputError: On a bad image batch or caption.
+        """
+        x = _as_image_batch(images)
+        if len(texts) != x.shape[0]:
+            raise InputError(f"got {x.shape[0]} images but {len(texts)} texts; pass one per image")
+        tokens, pad = self.tokenize(texts)
+        device = self.sam_mean.device
+        x = x.to(device).permute(0, 3, 1, 2).float().div_(255.0)
+        sam = (_resize(x, self.image_size) - self.sam_mean) / self.sam_std
+        clip = (_resize(x, self.clip_image_size) - self.clip_mean) / self.clip_std
+        return ModelInputs(sam, clip, tokens.to(device), pad.to(device))
+
+    # ------------------------------------------------------------------ forward
+    def encode_image(
+        self, images: torch.Tensor, text_feat: torch.Tensor, text_pad: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Hiera + BHFM adapters + FPN, prepared as ``SAM2ImagePredictor.set_image`` does.
+
+        Args:
+            images: ``(B, 3, S, S)`` ImageNet-normalised.
+            text_feat: ``(B, L, C)`` initial text state for the adapters.
+            text_pad: ``(B, L)`` bool.
+
+        Returns:
+            ``image_embed`` ``(B, C, S/16, S/16)`` (with ``no_mem_embed`` added) and the
+            high-res features ``[(B, C/8, S/4, S/4), (B, C/4, S/8, S/8)]``.
+        """
+        self.text_state.set(text_feat, text_pad)
+        try:
+            backbone_out = self.image_encoder(images)
+        finally:
+            self.text_state.clear()
+        fpn = list(backbone_out["backbone_fpn"])
+        # SAM2Base.forward_image: precompute the decoder's high-res projections
+        fpn[0] = self.sam_mask_decoder.conv_s0(fpn[0])
+        fpn[1] = self.sam_mask_decoder.conv_s1(fpn[1])
+        # SAM2Base._prepare_backbone_features + set_image: flatten, add no_mem_embed, unflatten;
+        # sizes come from the feature maps themselves (not a 1024-px table)
+        levels = fpn[-3:]
+        sizes = [(f.shape[-2], f.shape[-1]) for f in levels]
+        flat = [f.flatten(2).permute(2, 0, 1) for f in levels]  # (HW, B, C)
+        if self.directly_add_no_mem_embed:
+            flat[-1] = flat[-1] + self.no_mem_embed
+        batch = images.shape[0]
+        feats = [
+            f.permute(1, 2, 0).reshape(batch, -1, *s) for f, s in zip(flat, sizes, strict=False)
+        ]
+        return feats[-1], feats[:-1]
+
+    def forward(
+        self, inputs: ModelInputs, *, output_size: tuple[int, int] | None = None
+    ) -> ModelOutput:
+        """Segment what each caption refers to.
+
+        Args:
+            inputs: From :meth:`prepare_inputs`.
+            output_size: ``(H, W)`` of the returned logits; default the model input size.
+
+        Returns:
+            :class:`ModelOutput`.
+        """
+        union = self.union(inputs.clip_images, inputs.tokens, inputs.text_pad)
+        pad = inputs.text_pad
+        sparse = self.sparse_proj(union.cls)  # (B, 1, C)
+        text_feat = self.text_proj(union.txt)  # (B, L, C)
+        boundary_weight = self.boundary_head(text_feat[:, 0]).squeeze(-1)
+        pseudo_mask = self.mpg(union.cls, union.vis)  # (B, 1, g, g)
+
+        image_embed, high_res = self.encode_image(inputs.sam_images, text_feat, pad)
+        h, w = image_embed.shape[-2:]
+        image_pe = self.sam_prompt_encoder.pe_layer((h, w)).unsqueeze(0).to(image_embed.dtype)
+        image_embed = self.text_fusion(image_embed, image_pe, text_feat, pad)
+
+        mask_prompt = F.interpolate(
+            pseudo_mask,
+            size=(4 * h, 4 * w),
+            mode="bilinear",
+            align_corners=False,
+            antialias=True,
+        )
+        sparse_empty, dense = self.sam_prompt_encoder(points=None, boxes=None, masks=mask_prompt)
+        sparse = torch.cat([sparse_empty.to(sparse.dtype), sparse], dim=1)
+        low_res, _iou, _tokens, _obj = self.sam_mask_decoder(
+            image_embeddings=image_embed,
+            image_pe=image_pe,
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=False,
+            repeat_image=False,
+            high_res_features=high_res,
+        )
+        size = output_size or tuple(inputs.sam_images.shape[-2:])
+        logits = F.interpolate(low_res.float(), size=size, mode="bilinear", align_corners=False)
+        return ModelOutput(logits, pseudo_mask, boundary_weight, text_feat)
+
+    def adapted_blocks(self) -> list[AdaptedBlock]:
+        """The Hiera blocks, each wrapped with its adapters."""
+        return list(self.image_encoder.trunk.blocks)
+
+
+def _channel_stat(values: Sequence[float]) -> torch.Tensor:
+    return torch.tensor(tuple(values), dtype=torch.float32).reshape(1, 3, 1, 1)
+
+
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def _check_text(text: object) -> None:
+    if not isinstance(text, str):
+        raise InputError(f"text must be a str, got {type(text).__name__}: {text!r}")
+    if not text.strip():
+        raise InputError(f"text is empty or whitespace ({text!r}); describe what to segment")
+
+
+def _as_image_batch(images: torch.Tensor | np.ndarray) -> torch.Tensor:
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(np.ascontiguousarray(images))
+    if not isinstance(images, torch.Tensor):
+        raise InputError(
+            "images must be a (B, H, W, 3) uint8 numpy array or tensor, "
+            f"got {type(images).__name__}"
+        )
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise InputError(f"images must be (B, H, W, 3) RGB, got shape {tuple(images.shape)}")
+    if images.dtype != torch.uint8:
+        raise InputError(
+            f"images must be uint8 (0-255), got {images.dtype}; scale and convert first"
+        )
+    h, w = images.shape[1:3]
+    if min(h, w) < MIN_IMAGE_PX:
+        raise InputError(f"images must be at least {MIN_IMAGE_PX}x{MIN_IMAGE_PX} px, got {h}x{w}")
+    return images
+
+
+@contextlib.contextmanager
+def _params_on_meta() -> Iterator[None]:
+    """Create every parameter on the meta device (no memory, no init cost).
+
+    Buffers stay on the CPU. Used by ``build_model(device="meta")`` to count parameters of
+    big configs; ``torch.device("meta")`` alone fails inside sam2's Hiera (``Tensor.item``).
+    """
+    original = nn.Module.register_parameter
+
+    def register(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
+        if param is not None and param.device.type != "meta":
+            param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+        original(module, name, param)
+
+    nn.Module.register_parameter = register  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = original  # type: ignore[method-assign]
+
+
+def build_model(
+    config: str | ModelConfig,
+    *,
+    device: str | torch.device = "cpu",
+    seed: int | None = 0,
+) -> RS2SAM2:
+    """Build a random-init RS2-SAM 2 in eval mode with the config's freezing policy.
+
+    Args:
+        config: Registry name (see ``list_models()``) or a :class:`ModelConfig`.
+        device: Where to put the model. ``"meta"`` builds parameters without memory (for
+            counting parameters of big configs; the model cannot run).
+        seed: Seed for the random init (the global RNG is restored afterwards), so the same
+            config always gives the same weights; None uses the global RNG.
+
+    Raises:
+        ConfigError: If ``config`` is not a registered name or is inconsistent.
+    """
+    cfg = get_model_config(config) if isinstance(config, str) else config
+    if not isinstance(cfg, ModelConfig):
+        raise ConfigError(f"config must be a name or a ModelConfig, got {type(config).__name__}")
+    dev = torch.device(device)
+    on_meta = dev.type == "meta"
+    with contextlib.ExitStack() as stack:
+        if seed is not None:
+            stack.enter_context(torch.random.fork_rng(devices=[]))
+            torch.manual_seed(seed)
+        if on_meta:
+            stack.enter_context(_params_on_meta())
+        sam = _build_sam2(cfg)
+        clip = build_clip(cfg, device="meta" if on_meta else "cpu")
+        model = RS2SAM2(cfg, sam, clip)
+    if not on_meta:
+        model.to(dev)
+    return model.eval()

@@ -1,0 +1,241 @@
+"""``load_segmenter`` and :class:`Segmenter`: the model behind contract §2's ``predict``.
+
+Example:
+    >>> from backend.model.segmenter import load_segmenter
+    >>> seg = load_segmenter(config="test-tiny", device="cpu")   # random init
+    >>> prob = seg.predict(image, "the buildings")                # (H, W) float32 in [0, 1]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from backend.errors import CheckpointError, ConfigError, DeviceError, InputError
+from backend.model.configs import ModelConfig, get_model_config
+from backend.model.rs2sam import MIN_IMAGE_PX, RS2SAM2, build_model
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_WEIGHTS", "Segmenter", "load_segmenter", "resolve_device"]
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "default.safetensors"
+"""Bundled default weights (trained by a later issue); ``load_segmenter()`` loads them."""
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Turn ``"auto" | "cpu" | "cuda" | "cuda:N" | "mps"`` into an available torch device.
+
+    ``"auto"`` picks CUDA, then Apple MPS, then the CPU.
+
+    Raises:
+        DeviceError: If the name is unknown or the device is not available here.
+    """
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise DeviceError(f"device must be a string like 'cpu' or 'cuda:0', got {device!r}")
+    name = device.strip().lower()
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = bool(mps is not None and mps.is_available())
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if has_mps else torch.device("cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "mps":
+        if not has_mps:
+            raise DeviceError("device 'mps' is not available on this machine; use 'cpu' or 'auto'")
+        return torch.device("mps")
+    if name == "cuda" or name.startswith("cuda:"):
+        index_text = name.partition(":")[2]
+        if index_text and not index_text.isdigit():
+            raise DeviceError(f"unknown device {device!r}; use 'cuda' or 'cuda:N' with N a number")
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"device {device!r} requested but CUDA is not available here; use 'cpu' or 'auto'"
+            )
+        if index_text and int(index_text) >= torch.cuda.device_count():
+            raise DeviceError(
+                f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA device(s)"
+            )
+        return torch.device(name)
+    raise DeviceError(
+        f"unknown device {device!r}; use one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'"
+    )
+
+
+class Segmenter:
+    """Text-prompted segmentation of RGB images (contract §2).
+
+    Attributes:
+        name: Model config name (e.g. ``"nano"``).
+        checkpoint_sha256: SHA-256 of the loaded weights, ``""`` for random init.
+        image_size: Model input size in pixels (a good square tile size).
+        gsd_m: Working ground resolution in m/px, or None (use the raster's own).
+        device: Device the model runs on, as a string (``"cpu"``, ``"cuda:0"``, ...).
+        model: The ``RS2SAM2`` module (eval mode).
+        config: Its :class:`~backend.model.configs.ModelConfig`.
+    """
+
+    def __init__(self, model: RS2SAM2, *, checkpoint_sha256: str = "", max_batch: int = 8) -> None:
+        self.model = model.eval()
+        self.config: ModelConfig = model.config
+        self.name = self.config.name
+        self.checkpoint_sha256 = checkpoint_sha256
+        self.image_size = self.config.image_size
+        self.gsd_m = self.config.gsd_m
+        dev = model.device
+        self.device = str(dev) if dev.type != "cuda" else f"cuda:{dev.index or 0}"
+        self.max_batch = max(1, int(max_batch))
+
+    def __repr__(self) -> str:
+        sha = self.checkpoint_sha256[:12] or "random init"
+        return f"Segmenter({self.name!r}, device={self.device!r}, weights={sha})"
+
+    def _autocast(self) -> contextlib.AbstractContextManager[object]:
+        if self.model.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def predict(self, image: np.ndarray, text: str) -> np.ndarray:
+        """Probability that each pixel belongs to what ``text`` describes.
+
+        Args:
+            image: ``(H, W, 3)`` uint8 RGB, ``H, W >= 32``.
+            text: The referring expression (non-empty).
+
+        Returns:
+            ``(H, W)`` float32 in ``[0, 1]``; deterministic for the same inputs and weights.
+
+        Raises:
+            InputError: On a bad image or text.
+        """
+        _check_image(image, batch=False)
+        return self.predict_batch(image[None], text)[0]
+
+    def predict_batch(self, images: np.ndarray, text: str) -> np.ndarray:
+        """:meth:`predict` for ``N`` images of one size with one text.
+
+        Args:
+            images: ``(N, H, W, 3)`` uint8 RGB.
+            text: The referring expression, applied to every image.
+
+        Returns:
+            ``(N, H, W)`` float32 in ``[0, 1]``, equal (to float tolerance) to calling
+            :meth:`predict` on each image.
+
+        Raises:
+            InputError: On a bad image batch or text.
+        """
+        _check_image(images, batch=True)
+        _check_text(text)
+        n, h, w = images.shape[:3]
+        out = np.empty((n, h, w), dtype=np.float32)
+        with torch.inference_mode(), self._autocast():
+            for start in range(0, n, self.max_batch):
+                chunk = images[start : start + self.max_batch]
+                inputs = self.model.prepare_inputs(chunk, [text] * len(chunk))
+                logits = self.model(inputs).logits  # (b, 1, S, S) float32
+                logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+                prob = torch.sigmoid(logits.float())[:, 0]
+                out[start : start + len(chunk)] = prob.cpu().numpy()
+        return out
+
+
+def _check_text(text: object) -> None:
+    if not isinstance(text, str):
+        raise InputError(f"text must be a str, got {type(text).__name__}: {text!r}")
+    if not text.strip():
+        raise InputError(f"text is empty or whitespace ({text!r}); describe what to segment")
+
+
+def _check_image(image: object, *, batch: bool) -> None:
+    want = "(N, H, W, 3)" if batch else "(H, W, 3)"
+    if not isinstance(image, np.ndarray):
+        raise InputError(
+            f"image must be a numpy array {want} uint8 RGB, got {type(image).__name__}"
+        )
+    ndim = 4 if batch else 3
+    if image.ndim != ndim or image.shape[-1] != 3:
+        hint = ""
+        if image.ndim == ndim and image.shape[-1] == 4:
+            hint = "; drop the alpha band with image[..., :3]"
+        elif image.ndim == ndim - 1:
+            hint = "; for a single-band image stack it: np.repeat(image[..., None], 3, -1)"
+        raise InputError(f"image must be {want} RGB, got shape {image.shape}{hint}")
+    if image.dtype != np.uint8:
+        raise InputError(
+            f"image must be uint8 (0-255), got {image.dtype}; rescale to 0-255 and use "
+            ".astype(np.uint8)"
+        )
+    h, w = image.shape[-3:-1]
+    if min(h, w) < MIN_IMAGE_PX:
+        raise InputError(
+            f"image must be at least {MIN_IMAGE_PX}x{MIN_IMAGE_PX} px, got {h}x{w}; pad or "
+            "use a larger area"
+        )
+
+
+def load_segmenter(
+    checkpoint: str | os.PathLike[str] | None = None,
+    *,
+    config: str | ModelConfig | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+) -> Segmenter:
+    """Load a :class:`Segmenter`.
+
+    Args:
+        checkpoint: A ``.safetensors`` file written by ``save_checkpoint``. With
+            ``checkpoint=None`` and ``config=None`` the bundled default weights
+            (``backend/weights/default.safetensors``) are used.
+        config: Registry name or config. Without ``checkpoint`` this builds a **random-init**
+            model (tests, benchmarks). With ``checkpoint``, it must name the checkpoint's
+            architecture.
+        device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``,
+            ``"mps"``. CUDA runs under bf16 autocast; CPU and MPS in float32.
+        threads: ``torch.set_num_threads`` value (process-wide); None leaves it unchanged.
+
+    Raises:
+        CheckpointError: Missing/corrupt/unsafe checkpoint, or no bundled default weights.
+        ConfigError: Unknown config name, or one that contradicts the checkpoint.
+        DeviceError: Unknown or unavailable device.
+    """
+    dev = resolve_device(device)
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ConfigError(f"threads must be a positive int or None, got {threads!r}")
+        torch.set_num_threads(threads)
+    cfg = get_model_config(config) if isinstance(config, str) else config
+    if cfg is not None and not isinstance(cfg, ModelConfig):
+        raise ConfigError(f"config must be a name or a ModelConfig, got {type(config).__name__}")
+
+    if checkpoint is None and cfg is not None:
+        logger.warning("building %r with RANDOM weights (no checkpoint given)", cfg.name)
+        return Segmenter(build_model(cfg, device=dev))
+    if checkpoint is None:
+        if not DEFAULT_WEIGHTS.is_file():
+            raise CheckpointError(
+                f"no bundled default weights yet ({DEFAULT_WEIGHTS} is missing); pass "
+                "checkpoint=<file.safetensors>, or config=<name> for a random-init model "
+                "(tests only)"
+            )
+        checkpoint = DEFAULT_WEIGHTS
+
+    from backend.model.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(checkpoint, device=dev)
+    if cfg is not None and cfg.name != loaded.config.name:
+        raise ConfigError(
+            f"config {cfg.name!r} does not match the checkpoint's {loaded.config.name!r}; "
+            "leave config=None to use the checkpoint's own"
+        )
+    return Segmenter(loaded.model, checkpoint_sha256=loaded.weights_sha256)
