@@ -1,0 +1,86 @@
+"""Helpers shared by the QGIS tests (imported as ``qgis_helpers``; tests/qgis is on sys.path)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_SITE = (
+    Path(sys.prefix)
+    / "lib"
+    / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    / ("site-packages")
+)
+
+# The red square of `red_square_tif` in raster pixels: rows 16..31, cols 24..39 of 64 x 64.
+ORIGIN_X, ORIGIN_Y, PIXEL = 500_000.0, 4_100_064.0, 1.0
+RED_ROWS, RED_COLS = (16, 32), (24, 40)
+RED_BOX = (
+    ORIGIN_X + RED_COLS[0] * PIXEL,
+    ORIGIN_Y - RED_ROWS[1] * PIXEL,
+    ORIGIN_X + RED_COLS[1] * PIXEL,
+    ORIGIN_Y - RED_ROWS[0] * PIXEL,
+)
+RED_AREA_M2 = 16 * 16 * PIXEL * PIXEL
+
+
+def write_geotiff(
+    path: Path,
+    image: np.ndarray,
+    origin: tuple[float, float],
+    pixel: float,
+    epsg: int,
+) -> Path:
+    """Write an ``(H, W, 3)`` uint8 image as a GeoTIFF with GDAL (no rasterio needed)."""
+    from osgeo import gdal, osr
+
+    height, width, bands = image.shape
+    dataset = gdal.GetDriverByName("GTiff").Create(str(path), width, height, bands, gdal.GDT_Byte)
+    dataset.SetGeoTransform((origin[0], pixel, 0.0, origin[1], 0.0, -pixel))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(epsg)
+    dataset.SetProjection(srs.ExportToWkt())
+    for band in range(bands):
+        dataset.GetRasterBand(band + 1).WriteRaster(
+            0, 0, width, height, np.ascontiguousarray(image[..., band]).tobytes()
+        )
+    dataset.FlushCache()
+    dataset = None
+    return path
+
+
+def red_square_image(size: int = 64) -> np.ndarray:
+    """Grey-green noise with one pure red square at RED_ROWS x RED_COLS (seeded)."""
+    rng = np.random.default_rng(0)
+    image = np.zeros((size, size, 3), np.uint8)
+    image[..., 0] = rng.integers(20, 90, (size, size))
+    image[..., 1] = rng.integers(90, 160, (size, size))
+    image[..., 2] = rng.integers(20, 90, (size, size))
+    image[RED_ROWS[0] : RED_ROWS[1], RED_COLS[0] : RED_COLS[1]] = (255, 0, 0)
+    return image
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> bool:
+    """Process Qt events until ``condition()`` is true or ``timeout`` seconds passed."""
+    from qgis.PyQt.QtCore import QCoreApplication
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        QCoreApplication.processEvents()
+        if condition():
+            return True
+        time.sleep(0.01)
+    QCoreApplication.processEvents()
+    return condition()
+
+
+def messages(iface: object, level: str) -> list[str]:
+    """Message-bar texts of a level ("Info", "Warning", "Critical", "Success")."""
+    from qgis.core import Qgis
+
+    return list(iface.messageBar().get_messages(getattr(Qgis, level)))  # type: ignore[attr-defined]
