@@ -27,6 +27,7 @@ __all__ = [
     "get_model_config",
     "list_models",
     "load_segmenter",
+    "segment_array",
     "segment_raster",
 ]
 
@@ -36,6 +37,7 @@ _LAZY = {  # public name -> defining module, imported on first attribute access
     "list_models": "backend.model.configs",
     "get_model_config": "backend.model.configs",
     "segment_raster": "backend.pipeline",
+    "segment_array": "backend.pipeline",
     "SegmentResult": "backend.pipeline",
     "Rs2SamError": "backend.errors",
     "InputError": "backend.errors",

@@ -1,0 +1,1 @@
+"""Georeferenced I/O and geometry for the pipeline (numpy, rasterio, shapely, pyproj; no torch)."""

@@ -1,0 +1,213 @@
+"""Command line: ``python -m backend segment RASTER --text TEXT --out OUT.gpkg [...]``.
+
+Exit status 0 on success; 2 on a user error, with one line on stderr that names the bad value
+and the fix (no traceback, no output file left behind); 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from .errors import Cancelled, DependencyError, InputError, Rs2SamError
+
+__all__ = ["main"]
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class _UsageError(Exception):
+    """An argparse error, turned into one line and exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _bbox(value: str) -> tuple[float, float, float, float]:
+    parts = [p.strip() for p in value.replace(" ", ",").split(",") if p.strip()]
+    try:
+        numbers = tuple(float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--bbox {value!r} must be 4 numbers MINX,MINY,MAXX,MAXY"
+        ) from None
+    if len(numbers) != 4:
+        raise argparse.ArgumentTypeError(f"--bbox {value!r} must be 4 numbers MINX,MINY,MAXX,MAXY")
+    return numbers  # type: ignore[return-value]
+
+
+def _bands(value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in value.split(",") if p.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--bands {value!r} must be 1 or 3 band numbers, e.g. 1,2,3 or 4,3,2"
+        ) from None
+
+
+def _gsd(value: str) -> float | str | None:
+    if value in ("auto", "native"):
+        return None if value == "native" else "auto"
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--gsd {value!r} must be metres per pixel (e.g. 0.3), 'native' or 'auto'"
+        ) from None
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m backend`` argument parser."""
+    parser = _Parser(prog="python -m backend", description="Segment by text (RS2-SAM 2) backend.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    seg = sub.add_parser(
+        "segment",
+        help="segment what a text describes in a georeferenced raster; write polygons",
+        description="Segment what TEXT describes in RASTER and write polygons (raster CRS) "
+        "to a GeoPackage or GeoJSON.",
+    )
+    seg.add_argument("raster", metavar="RASTER", help="any GDAL-readable georeferenced raster")
+    seg.add_argument("--text", required=True, help="what to segment, e.g. 'the river'")
+    seg.add_argument("--out", required=True, metavar="OUT.gpkg", help=".gpkg or .geojson")
+    seg.add_argument("--bbox", type=_bbox, metavar="MINX,MINY,MAXX,MAXY", help="area to process")
+    seg.add_argument("--bbox-crs", metavar="CRS", help="CRS of --bbox (default: the raster's)")
+    model = seg.add_mutually_exclusive_group()
+    model.add_argument("--checkpoint", metavar="PATH", help="a .safetensors checkpoint")
+    model.add_argument("--config", metavar="NAME", help="model config name (random init)")
+    model.add_argument(
+        "--standin",
+        choices=("red", "constant", "sleep"),
+        help=argparse.SUPPRESS,  # stand-in segmenters for tests and benchmarks
+    )
+    seg.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    seg.add_argument("--threads", type=int, metavar="N", help="CPU threads for the model")
+    seg.add_argument("--threshold", type=float, default=0.5, help="probability cut (default 0.5)")
+    seg.add_argument("--min-area", type=float, default=0.0, metavar="M2", help="drop smaller (m²)")
+    seg.add_argument("--simplify", type=float, default=0.0, metavar="M", help="tolerance, map units")
+    seg.add_argument("--bands", type=_bands, metavar="B,B,B", help="bands as R,G,B (or one band)")
+    seg.add_argument(
+        "--gsd", type=_gsd, default="auto", metavar="M", help="working m/px, 'native' or 'auto'"
+    )
+    seg.add_argument("--assume-crs", metavar="CRS", help="CRS of a raster that has none")
+    seg.add_argument("--tile-px", type=int, metavar="N", help="model tile size (default: model's)")
+    seg.add_argument("--overlap-px", type=int, metavar="N", help="tile overlap (default tile/8)")
+    seg.add_argument("--batch-size", type=int, default=1, metavar="N", help="tiles per batch")
+    seg.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    seg.add_argument("--quiet", action="store_true", help="no progress bar")
+    seg.add_argument("-v", "--verbose", action="store_true", help="log details")
+    return parser
+
+
+def _load_segmenter(args: argparse.Namespace) -> Any:  # noqa: ANN401
+    if args.standin is not None:
+        from . import standins
+
+        if args.standin == "red":
+            return standins.RedSegmenter()
+        if args.standin == "constant":
+            return standins.ConstantSegmenter(1.0)
+        return standins.SleepSegmenter(0.05)
+    try:
+        from . import load_segmenter
+    except ImportError as exc:  # pragma: no cover - packaging problem
+        raise DependencyError(f"the model package cannot be imported ({exc})") from exc
+    return load_segmenter(
+        args.checkpoint, config=args.config, device=args.device, threads=args.threads
+    )
+
+
+def _segment(args: argparse.Namespace) -> int:
+    from .pipeline import segment_raster, validate_inputs
+
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"--threads {args.threads} must be >= 1")
+    common: dict[str, Any] = {
+        "bbox": args.bbox,
+        "bbox_crs": args.bbox_crs,
+        "out_path": args.out,
+        "overwrite": args.overwrite,
+        "assume_crs": args.assume_crs,
+        "bands": args.bands,
+        "threshold": args.threshold,
+        "min_area_m2": args.min_area,
+        "simplify": args.simplify,
+        "gsd_m": args.gsd,
+    }
+    validate_inputs(args.raster, args.text, **common)  # fail fast, before loading a model
+    segmenter = _load_segmenter(args)
+    from tqdm import tqdm
+
+    with tqdm(
+        total=100,
+        unit="%",
+        disable=True if args.quiet else None,  # None: only on a terminal
+        file=sys.stderr,
+        bar_format="{l_bar}{bar}| {elapsed}<{remaining}",
+        desc="segment",
+    ) as bar:
+
+        def progress(percent: float) -> None:
+            bar.update(max(0.0, percent - bar.n))
+
+        result = segment_raster(
+            args.raster,
+            args.text,
+            segmenter,
+            tile_px=args.tile_px,
+            overlap_px=args.overlap_px,
+            batch_size=args.batch_size,
+            progress=progress,
+            **common,
+        )
+    total_area = sum(result.areas_m2)
+    mean_score = sum(result.scores) / len(result.scores) if result.scores else 0.0
+    gsd = "native" if result.gsd_m is None else f"{result.gsd_m:g} m"
+    print(
+        f"{len(result)} polygons, {total_area:.1f} m² in total, mean score {mean_score:.3f} "
+        f"-> {result.out_path} ({result.timings['total']:.1f} s, {result.n_tiles} tiles of "
+        f"{result.tile_px} px at {gsd}, model {getattr(segmenter, 'name', 'custom')})"
+    )
+    return EXIT_OK
+
+
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:  # GDAL chatter would break the one-line error contract
+        logging.getLogger("rasterio").setLevel(logging.CRITICAL)
+        warnings.filterwarnings("ignore", module="rasterio")
+    try:
+        return _segment(args)
+    except Cancelled as exc:
+        print(f"cancelled: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Rs2SamError as exc:
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("cancelled: interrupted; no output written", file=sys.stderr)
+        return EXIT_INTERRUPTED
