@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--threads", type=int, metavar="N", help="CPU threads for the model")
     seg.add_argument("--threshold", type=float, default=0.5, help="probability cut (default 0.5)")
     seg.add_argument("--min-area", type=float, default=0.0, metavar="M2", help="drop smaller (m²)")
-    seg.add_argument("--simplify", type=float, default=0.0, metavar="M", help="tolerance, map units")
+    seg.add_argument("--simplify", type=float, default=0.0, metavar="M", help="map units")
     seg.add_argument("--bands", type=_bands, metavar="B,B,B", help="bands as R,G,B (or one band)")
     seg.add_argument(
         "--gsd", type=_gsd, default="auto", metavar="M", help="working m/px, 'native' or 'auto'"
@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_segmenter(args: argparse.Namespace) -> Any:  # noqa: ANN401
+def _load_segmenter(args: argparse.Namespace) -> Any:
     if args.standin is not None:
         from . import standins
 
