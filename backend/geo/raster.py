@@ -187,7 +187,7 @@ def ground_resolution_m(crs: CRS, transform: Affine, row: float, col: float) -> 
     from pyproj import Transformer
 
     pcrs = ProjCRS.from_wkt(crs.to_wkt())
-    points = [transform * (col, row), transform * (col + 1, row), transform * (col, row + 1)]
+    points = [transform @ (col, row), transform @ (col + 1, row), transform @ (col, row + 1)]
     geodetic = pcrs.geodetic_crs
     geod = pcrs.get_geod()
     if geodetic is None or geod is None:  # engineering / local CRS: trust the linear unit
@@ -299,7 +299,7 @@ def bbox_to_window(
                     "split it into two requests"
                 )
     inverse = ~info.transform
-    corners = [inverse * (x, y) for x in (minx, maxx) for y in (miny, maxy)]
+    corners = [inverse @ (x, y) for x in (minx, maxx) for y in (miny, maxy)]
     cols = [c for c, _ in corners]
     rows = [r for _, r in corners]
     eps = 1e-6  # a bbox exactly on pixel edges must not gain a pixel from rounding noise
@@ -318,7 +318,7 @@ def bbox_to_window(
 
 
 def _raster_bounds(info: RasterInfo) -> tuple[float, float, float, float]:
-    pts = [info.transform * (c, r) for c in (0, info.width) for r in (0, info.height)]
+    pts = [info.transform @ (c, r) for c in (0, info.width) for r in (0, info.height)]
     xs = [p[0] for p in pts]
     ys = [p[1] for p in pts]
     return min(xs), min(ys), max(xs), max(ys)
