@@ -32,7 +32,7 @@ def background(height: int, width: int, *, seed: int = 0) -> np.ndarray:
 
 
 def paint(image: np.ndarray, mask: np.ndarray, color: Sequence[int] = RED) -> np.ndarray:
-    """Set the ``(H, W)`` bool ``mask`` pixels of ``(3, H, W)`` ``image`` to ``color`` (in place)."""
+    """Set the ``mask`` pixels of ``(3, H, W)`` ``image`` to ``color``, in place."""
     for band, value in enumerate(color):
         image[band][mask] = value
     return image
