@@ -53,7 +53,7 @@ from .request import SegmentRequest
 from .settings import PluginSettings, remember_query
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-DEV_MODEL_CHOICES = ("", "test-tiny", "standin:red", "standin:sleep:2")
+DEV_MODEL_CHOICES = ("", "test-tiny", "standin:red", "standin:sleep:0.5:64")
 
 
 class SegmentDock(QgsDockWidget):
@@ -111,7 +111,7 @@ class SegmentDock(QgsDockWidget):
         self.extent_info.setObjectName("Rs2SamExtentInfo")
 
         self.threshold_spin = QgsDoubleSpinBox(body)
-        self.threshold_spin.setRange(0.0, 1.0)
+        self.threshold_spin.setRange(0.01, 1.0)
         self.threshold_spin.setSingleStep(0.05)
         self.threshold_spin.setDecimals(2)
         self.threshold_spin.setClearValue(0.5)
@@ -435,6 +435,7 @@ class SegmentDock(QgsDockWidget):
             raster_layer_id=layer.id(),
             aoi_wkt=area.aoi_wkt,
             memory_layer=values.memory_layer,
+            source_name=layer.name(),
         )
 
 

@@ -36,7 +36,8 @@ class ModelChoice:
         checkpoint: Path of a checkpoint file; None = bundled default weights (when both
             ``config`` and ``standin`` are None).
         config: Registry name for a random-init model (developer/test use).
-        standin: Stand-in spec such as ``"red"``, ``"constant:0.8"``, ``"sleep:2"``.
+        standin: Stand-in spec such as ``"red"``, ``"constant:0.8"``, ``"sleep:0.5:64"``
+            (seconds per tile, tile size).
     """
 
     checkpoint: str | None = None
@@ -118,8 +119,11 @@ def _make_standin(spec: str) -> Any:
         return standins.RedSegmenter()
     if kind == "constant":
         return standins.ConstantSegmenter(float(arg) if arg else 1.0)
-    if kind == "sleep":
-        return standins.SleepSegmenter(float(arg) if arg else 1.0)
+    if kind == "sleep":  # sleep:<seconds per tile>[:<tile px>]
+        seconds, _, size = arg.partition(":")
+        return standins.SleepSegmenter(
+            float(seconds) if seconds else 1.0, image_size=int(size) if size else 256
+        )
     raise backend_module("errors").ConfigError(
         f"unknown stand-in {spec!r}; use red, constant:<value> or sleep:<seconds>"
     )

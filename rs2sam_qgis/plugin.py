@@ -81,6 +81,9 @@ class Rs2SamPlugin:
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None
+        from .runner import shutdown_backend_thread
+
+        shutdown_backend_thread()
         remove_log_bridge(self._log_handler)
         self._log_handler = None
         remove_translator(self._translator)

@@ -63,6 +63,7 @@ class SegmentRequest:
         raster_layer_id: Layer id of the input (to insert the result above it); "" if none.
         aoi_wkt: Optional polygon (in ``bbox_crs``) the results are clipped to.
         memory_layer: Load the result as a memory layer (``out_path`` is then a temp file).
+        source_name: Written to the ``source`` field for provider reads (the layer name).
     """
 
     text: str
@@ -79,6 +80,7 @@ class SegmentRequest:
     raster_layer_id: str = ""
     aoi_wkt: str | None = None
     memory_layer: bool = False
+    source_name: str = ""
 
 
 @dataclass(frozen=True)

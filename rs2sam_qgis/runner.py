@@ -8,10 +8,10 @@ provider carried by a :class:`~.request.ProviderSource`.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ from qgis.core import Qgis, QgsRectangle
 
 from ._backend import backend_module, get_backend
 from .models import CACHE
+from .native_libs import isolate_native_libraries
 from .request import ProviderSource, RunOutcome, SegmentRequest
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,45 @@ _NUMPY_TYPES = {
     Qgis.Float32: np.float32,
     Qgis.Float64: np.float64,
 }
+
+
+_executor_lock = threading.Lock()
+_executor: dict[str, ThreadPoolExecutor] = {}
+
+
+def run_on_backend_thread(
+    request: SegmentRequest,
+    progress: ProgressFn | None = None,
+    is_cancelled: CancelFn | None = None,
+) -> RunOutcome:
+    """:func:`run_segmentation` on the plugin's one long-lived Python worker thread; waits.
+
+    Why: a ``QgsTask`` (and a Processing algorithm started from the toolbox) runs in a
+    ``QThreadPool`` thread whose Python thread state is created and destroyed around every
+    run. pyproj keeps its PROJ context in native thread-local storage but frees it with the
+    Python ``threading.local`` - so the second run on a reused pool thread uses a freed
+    context and QGIS segfaults (pyproj 3.7.2, seen in ``CRS.from_wkt``). A thread created by
+    Python keeps its state, so every backend call goes through this one. It also keeps torch's
+    per-thread state and the model cache on a single thread.
+
+    Called on the main thread (``qgis_process``, ``processing.run`` in scripts) it runs inline.
+    """
+    if threading.current_thread() is threading.main_thread():
+        return run_segmentation(request, progress, is_cancelled)
+    with _executor_lock:
+        executor = _executor.get("pool")
+        if executor is None:
+            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rs2sam-backend")
+            _executor["pool"] = executor
+    return executor.submit(run_segmentation, request, progress, is_cancelled).result()
+
+
+def shutdown_backend_thread() -> None:
+    """Let the worker thread end once idle (plugin unload); a later run starts a new one."""
+    with _executor_lock:
+        executor = _executor.pop("pool", None)
+    if executor is not None:
+        executor.shutdown(wait=False, cancel_futures=True)
 
 
 def run_segmentation(
@@ -65,6 +105,7 @@ def run_segmentation(
     start = time.perf_counter()
 
     report(0.0)
+    isolate_native_libraries()  # before the backend first imports shapely/pyproj/rasterio
     segmenter, load_seconds = CACHE.get(request.model, request.device, request.threads)
     if cancelled():
         raise errors.Cancelled("cancelled after loading the model")
@@ -75,7 +116,7 @@ def run_segmentation(
 
     options: dict[str, Any] = {
         "segmenter": segmenter,
-        "out_path": request.out_path,
+        "out_path": None if request.aoi_wkt else request.out_path,
         "threshold": request.threshold,
         "min_area_m2": request.min_area_m2,
         "progress": backend_progress,
@@ -91,37 +132,81 @@ def run_segmentation(
             bbox_crs=request.bbox_crs,
             **options,
         )
+    polygons, areas = list(result.polygons), list(result.areas_m2)
+    if request.aoi_wkt:
+        if cancelled():
+            raise errors.Cancelled("cancelled before clipping to the selected polygons")
+        polygons, areas = _clip_and_write(result, request)
     report(100.0)
     return RunOutcome(
-        out_path=str(result.out_path or request.out_path),
-        polygons=len(result.polygons),
-        area_m2=float(_total_area(result)),
+        out_path=request.out_path,
+        polygons=len(polygons),
+        area_m2=float(sum(areas)),
         seconds=time.perf_counter() - start,
         load_seconds=load_seconds,
         model_name=str(getattr(segmenter, "name", "custom")),
     )
 
 
-def _total_area(result: Any) -> float:
-    """Sum of the per-polygon ``area_m2`` attribute of a SegmentResult."""
-    areas = getattr(result, "areas_m2", None)
-    if areas is None:
-        records = getattr(result, "attributes", None) or getattr(result, "records", None) or []
-        areas = [r.get("area_m2", 0.0) for r in records if isinstance(r, dict)]
-    return float(sum(areas))
+def _clip_and_write(result: Any, request: SegmentRequest) -> tuple[list[Any], list[float]]:
+    """Clip the polygons to the selected AOI polygon(s), recompute areas, write the file.
+
+    The backend has no AOI option (only a bbox), so the plugin clips the bbox result. ``score``
+    stays the polygon's mean probability before clipping; ``area_m2`` and ``pixels`` follow the
+    clipped shape; polygons split by the AOI become separate features.
+    """
+    import shapely
+    from pyproj import CRS, Transformer
+
+    vectorize = backend_module("geo.vectorize")
+    writers = backend_module("geo.writers")
+    pipeline = backend_module("pipeline")
+    aoi = shapely.from_wkt(request.aoi_wkt)
+    to_raster = Transformer.from_crs(
+        CRS.from_user_input(request.bbox_crs), CRS.from_wkt(result.crs), always_xy=True
+    )
+    aoi = shapely.make_valid(
+        shapely.transform(aoi, lambda xy: np.column_stack(to_raster.transform(xy[:, 0], xy[:, 1])))
+    )
+    parts: list[Any] = []
+    records: list[dict[str, Any]] = []
+    for polygon, record in zip(result.polygons, result.attributes, strict=True):
+        clipped = polygon.intersection(aoi)
+        for part in getattr(clipped, "geoms", [clipped]):
+            if part.geom_type != "Polygon" or part.is_empty or part.area <= 0:
+                continue
+            share = part.area / polygon.area if polygon.area > 0 else 1.0
+            parts.append(part)
+            records.append({**record, "pixels": round(record.get("pixels", 0) * share)})
+    areas = vectorize.geodesic_areas_m2(parts, result.crs)
+    kept = [
+        (part, {**rec, "area_m2": area})
+        for part, rec, area in zip(parts, records, areas, strict=True)
+        if area >= request.min_area_m2
+    ]
+    writers.write_polygons(
+        request.out_path,
+        [part for part, _ in kept],
+        [rec for _, rec in kept],
+        crs_wkt=result.crs,
+        schema=pipeline.FIELDS,
+    )
+    return [part for part, _ in kept], [rec["area_m2"] for _, rec in kept]
 
 
-def read_provider_pixels(source: ProviderSource) -> tuple[np.ndarray, tuple[float, ...]]:
-    """Read RGB pixels through the cloned provider (worker thread).
+def read_provider_pixels(
+    source: ProviderSource,
+) -> tuple[np.ndarray, tuple[float, ...], np.ndarray | None]:
+    """Read pixels through the cloned provider (worker thread).
 
     Args:
         source: Provider clone, extent, size and bands.
 
     Returns:
-        ``(image, geotransform)``: ``image`` is ``(H, W, C)`` (uint8 RGB for ARGB32 providers
-        such as XYZ/WMS, the native dtype of the first three bands otherwise; nodata/transparent
-        pixels are 0), ``geotransform`` is GDAL-ordered ``(x0, dx, 0, y0, 0, -dy)`` in
-        ``source.crs_wkt``.
+        ``(image, geotransform, valid_mask)``: ``image`` is ``(H, W, C)`` - uint8 RGB for ARGB32
+        providers such as XYZ/WMS, else the native dtype of up to three bands; ``geotransform``
+        is GDAL-ordered ``(x0, dx, 0, y0, 0, -dy)`` in ``source.crs_wkt``; ``valid_mask`` is
+        ``(H, W)`` bool (False = transparent/nodata) or None when every pixel is valid.
     """
     provider = source.provider
     minx, miny, maxx, maxy = source.extent
@@ -136,52 +221,39 @@ def read_provider_pixels(source: ProviderSource) -> tuple[np.ndarray, tuple[floa
         if provider.dataType(1) == Qgis.ARGB32_Premultiplied:
             scale = np.where(alpha > 0, 255.0 / np.maximum(alpha, 1), 0.0)[..., None]
             rgb = np.clip(rgb * scale, 0, 255)
-        rgb[alpha == 0] = 0
-        return rgb.astype(np.uint8), transform
+        valid = alpha > 0
+        return rgb.astype(np.uint8), transform, None if valid.all() else valid
     bands = [b for b in source.bands if b <= provider.bandCount()] or [1]
     planes = []
+    valid = np.ones((height, width), dtype=bool)
     for band in bands:
         block = provider.block(band, rect, width, height)
         dtype = _NUMPY_TYPES.get(block.dataType())
         if dtype is None:
             raise backend_module("errors").UnsupportedRasterError(
-                f"band {band} has QGIS data type {block.dataType()}, which the plugin cannot read; "
-                "export the layer to GeoTIFF (Raster > Conversion > Translate) and use that"
+                f"band {band} has QGIS data type {block.dataType()}, which the plugin cannot "
+                "read; export the layer to GeoTIFF (Raster > Conversion > Translate) and use that"
             )
-        plane = np.frombuffer(bytes(block.data()), dtype=dtype).reshape(height, width).copy()
+        plane = np.frombuffer(bytes(block.data()), dtype=dtype).reshape(height, width)
         if block.hasNoDataValue():
-            plane[plane == block.noDataValue()] = 0
+            valid &= plane != block.noDataValue()
         planes.append(plane)
-    while len(planes) < 3:  # grey layers: repeat the band so the model sees RGB
-        planes.append(planes[-1])
-    return np.stack(planes[:3], axis=-1), transform
+    return np.stack(planes, axis=-1), transform, None if valid.all() else valid
 
 
 def _segment_provider_pixels(
     request: SegmentRequest, source: ProviderSource, options: dict[str, Any], cancelled: CancelFn
 ) -> Any:
     """Read the pixels, then hand them to the backend with their geotransform and CRS."""
-    image, transform = read_provider_pixels(source)
+    image, transform, valid = read_provider_pixels(source)
     if cancelled():
         raise backend_module("errors").Cancelled("cancelled after reading the pixels")
-    backend = get_backend()
-    segment_array = getattr(backend, "segment_array", None)
-    if segment_array is not None:
-        return segment_array(image, transform, source.crs_wkt, request.text, **options)
-    # Fallback until the backend has an in-memory entry point: a temporary GeoTIFF.
-    from osgeo import gdal
-
-    with tempfile.TemporaryDirectory(prefix="rs2sam_pixels_") as tmp:
-        path = os.path.join(tmp, "pixels.tif")
-        height, width, count = image.shape
-        gdal_type = gdal.GDT_Byte if image.dtype == np.uint8 else gdal.GDT_Float32
-        data = image if image.dtype == np.uint8 else image.astype(np.float32)
-        dataset = gdal.GetDriverByName("GTiff").Create(path, width, height, count, gdal_type)
-        dataset.SetGeoTransform(transform)
-        dataset.SetProjection(source.crs_wkt)
-        for index in range(count):
-            dataset.GetRasterBand(index + 1).WriteRaster(
-                0, 0, width, height, np.ascontiguousarray(data[..., index]).tobytes()
-            )
-        dataset = None  # close and flush
-        return backend.segment_raster(path, request.text, bbox=None, bbox_crs=None, **options)
+    return get_backend().segment_array(
+        image,
+        transform,
+        source.crs_wkt,
+        request.text,
+        valid_mask=valid,
+        source_name=request.source_name or "memory",
+        **options,  # no bbox: the pixels were read for exactly the area to segment
+    )

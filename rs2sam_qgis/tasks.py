@@ -16,7 +16,7 @@ from qgis.PyQt.QtCore import pyqtSignal
 from ._backend import backend_module
 from .i18n import tr
 from .request import RunOutcome, SegmentRequest
-from .runner import run_segmentation
+from .runner import run_on_backend_thread
 
 
 class SegmentTask(QgsTask):
@@ -45,7 +45,9 @@ class SegmentTask(QgsTask):
         try:
             errors = backend_module("errors")
             try:
-                self.outcome = run_segmentation(self.request, self.setProgress, self.isCanceled)
+                self.outcome = run_on_backend_thread(
+                    self.request, self.setProgress, self.isCanceled
+                )
             except errors.Cancelled:
                 self.was_cancelled = True
                 return False

@@ -41,7 +41,7 @@ from ..layer_input import InputProblem, crs_string, file_source, provider_source
 from ..log import log_error, log_info
 from ..models import choice_problem, parse_model_choice
 from ..request import SegmentRequest
-from ..runner import run_segmentation
+from ..runner import run_on_backend_thread
 from ..settings import default_threads
 
 ICON = Path(__file__).resolve().parents[1] / "icons" / "segment_by_text.svg"
@@ -148,7 +148,7 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
                 QgsProcessingParameterNumber.Double,
                 0.5,
                 False,
-                0.0,
+                0.01,
                 1.0,
             )
         )
@@ -270,6 +270,7 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
             out_path=os.path.join(self._tmp_dir, "result.gpkg"),
             layer_name=text,
             raster_layer_id=layer.id(),
+            source_name=layer.name(),
         )
         return True
 
@@ -299,7 +300,7 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
             )
         )
         try:
-            outcome = run_segmentation(request, feedback.setProgress, feedback.isCanceled)
+            outcome = run_on_backend_thread(request, feedback.setProgress, feedback.isCanceled)
             self._deliver(request.out_path, self._destination)
         except errors.Cancelled as exc:
             raise QgsProcessingException(tr("Cancelled; no output was written.")) from exc

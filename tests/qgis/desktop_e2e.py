@@ -1,0 +1,156 @@
+"""Run inside the real QGIS desktop (``qgis --code desktop_e2e.py``): one or more dock queries.
+
+Configured by the JSON file named in ``RS2SAM_E2E_CONFIG``::
+
+    {"raster": "/path.tif", "queries": ["the red square"], "model_config": "standin:red",
+     "checkpoint": "", "extent_mode": "canvas", "threshold": 0.5,
+     "screenshot": "/out/main.png", "dock_screenshot": "/out/dock.png",
+     "result_json": "/out/result.json", "timeout_s": 240}
+
+It writes ``result_json`` with what happened (plugin state at start-up, heavy modules imported
+before the first run, per-query timings and worst 50 ms-timer delay, the layer tree, the result
+layers), saves the screenshots, clears the project (so QGIS doesn't ask about temporary layers)
+and exits QGIS. Everything is wrapped so that a failure is reported in the JSON, not a hang.
+"""
+
+import json
+import os
+import sys
+import time
+import traceback
+
+from qgis.core import QgsApplication, QgsProject, QgsRasterLayer
+from qgis.PyQt.QtCore import QCoreApplication, QTimer
+from qgis.utils import iface, plugins
+
+CONFIG = json.loads(open(os.environ["RS2SAM_E2E_CONFIG"], encoding="utf-8").read())
+RESULT = {"ok": False, "errors": [], "queries": []}
+HEAVY = ("torch", "sam2", "open_clip", "rasterio")
+
+
+def wait(condition, timeout):
+    """Spin the event loop until condition() or timeout; returns condition()."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        QCoreApplication.processEvents()
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+def settle(seconds=1.0):
+    """Let the canvas finish rendering (and paint events run)."""
+    canvas = iface.mapCanvas()
+    wait(lambda: not canvas.isDrawing(), 20)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        QCoreApplication.processEvents()
+        time.sleep(0.02)
+
+
+def run_query(plugin, dock, text):
+    """Click Run for one query; measure wall time and the worst gap of a 50 ms timer."""
+    gaps = []
+    last = [time.perf_counter()]
+
+    def tick():
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(50)
+    timer.timeout.connect(tick)
+    layers_before = set(QgsProject.instance().mapLayers())
+    dock.query_combo.setEditText(text)
+    start = time.perf_counter()
+    timer.start()
+    last[0] = time.perf_counter()
+    dock.run_button.click()
+    task = plugin.controller.task
+    done = wait(lambda: plugin.controller.task is None, CONFIG.get("timeout_s", 240))
+    elapsed = time.perf_counter() - start
+    timer.stop()
+    added = [
+        QgsProject.instance().mapLayer(i)
+        for i in set(QgsProject.instance().mapLayers()) - layers_before
+    ]
+    outcome = getattr(task, "outcome", None)
+    return {
+        "text": text,
+        "finished": done,
+        "wall_s": round(elapsed, 3),
+        "run_s": round(outcome.seconds, 3) if outcome else None,
+        "load_s": round(outcome.load_seconds, 3) if outcome else None,
+        "polygons": outcome.polygons if outcome else None,
+        "worst_timer_gap_ms": round(1000 * max(gaps), 1) if gaps else None,
+        "timer_ticks": len(gaps),
+        "status": dock.status_label.text(),
+        "added_layers": [
+            {
+                "name": lyr.name(),
+                "crs": lyr.crs().authid(),
+                "features": lyr.featureCount(),
+                "source": lyr.source(),
+            }
+            for lyr in added
+        ],
+    }
+
+
+def main():
+    try:
+        RESULT["plugin_loaded"] = "rs2sam_qgis" in plugins
+        RESULT["heavy_at_start"] = sorted(m for m in HEAVY if m in sys.modules)
+        registry = QgsApplication.processingRegistry()
+        RESULT["provider_registered"] = registry.providerById("rs2sam") is not None
+        plugin = plugins["rs2sam_qgis"]
+        RESULT["backend_module"] = (
+            __import__("rs2sam_qgis._backend", fromlist=["get_backend"]).get_backend().__name__
+        )
+        layer = QgsRasterLayer(CONFIG["raster"], os.path.basename(CONFIG["raster"]))
+        if not layer.isValid():
+            raise RuntimeError(f"raster {CONFIG['raster']} is not valid")
+        QgsProject.instance().addMapLayer(layer)
+        RESULT["raster_crs"] = layer.crs().authid()
+        iface.setActiveLayer(layer)
+        canvas = iface.mapCanvas()
+        canvas.setDestinationCrs(layer.crs())
+        canvas.setExtent(layer.extent())
+        canvas.refresh()
+        settle(1.0)
+        iface.mainWindow().findChild(type(plugin.action), plugin.action.objectName()).trigger()
+        dock = plugin.dock
+        RESULT["dock_open"] = dock is not None and dock.isVisible()
+        dock.extent_combo.setCurrentIndex(
+            dock.extent_combo.findData(CONFIG.get("extent_mode", "canvas"))
+        )
+        dock.threshold_spin.setValue(float(CONFIG.get("threshold", 0.5)))
+        dock.checkpoint_widget.setFilePath(CONFIG.get("checkpoint", ""))
+        if CONFIG.get("model_config"):
+            dock.settings.dev_models = True
+            dock.apply_settings(dock.current_settings())
+            dock.dev_model_combo.setEditText(CONFIG["model_config"])
+        if CONFIG.get("output_dir"):
+            dock.output_dir_widget.setFilePath(CONFIG["output_dir"])
+        for text in CONFIG["queries"]:
+            RESULT["queries"].append(run_query(plugin, dock, text))
+        settle(2.0)
+        root = QgsProject.instance().layerTreeRoot()
+        RESULT["layer_tree"] = [node.name() for node in root.children()]
+        if CONFIG.get("screenshot"):
+            RESULT["screenshot_saved"] = iface.mainWindow().grab().save(CONFIG["screenshot"])
+        if CONFIG.get("dock_screenshot"):
+            RESULT["dock_screenshot_saved"] = dock.grab().save(CONFIG["dock_screenshot"])
+        RESULT["ok"] = True
+    except Exception:
+        RESULT["errors"].append(traceback.format_exc())
+    finally:
+        with open(CONFIG["result_json"], "w", encoding="utf-8") as handle:
+            json.dump(RESULT, handle, indent=2)
+        QgsProject.instance().clear()  # else QGIS asks about temporary layers and hangs
+        QTimer.singleShot(200, iface.actionExit().trigger)
+
+
+QTimer.singleShot(500, main)

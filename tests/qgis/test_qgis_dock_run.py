@@ -1,0 +1,253 @@
+"""Dock queries end to end in real QGIS (offscreen): stand-in, test-tiny, cancel, failures."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from qgis_helpers import (
+    ORIGIN_X,
+    ORIGIN_Y,
+    PIXEL,
+    RED_AREA_M2,
+    RED_BOX,
+    messages,
+    red_square_image,
+    wait_for,
+    write_geotiff,
+)
+
+pytestmark = pytest.mark.qgis
+
+
+def _add_raster(path: Path, name: str = "red"):
+    from qgis.core import QgsProject, QgsRasterLayer
+
+    layer = QgsRasterLayer(str(path), name)
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    return layer
+
+
+def _show_on_canvas(iface, layer, crs: str | None = None) -> None:
+    from qgis.core import QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsProject
+
+    canvas = iface.mapCanvas()
+    target = QgsCoordinateReferenceSystem(crs) if crs else layer.crs()
+    canvas.setDestinationCrs(target)
+    extent = QgsCoordinateTransform(
+        layer.crs(), target, QgsProject.instance()
+    ).transformBoundingBox(layer.extent())
+    extent.scale(1.1)
+    canvas.setExtent(extent)
+
+
+def _layers() -> dict:
+    from qgis.core import QgsProject
+
+    return dict(QgsProject.instance().mapLayers())
+
+
+def _run(plugin, text: str, model: str, timeout: float = 120.0, **widgets) -> object:
+    """Fill the dock, click Run, wait for the task; return the finished task (or None)."""
+    dock = plugin.show_dock()
+    dock.query_combo.setEditText(text)
+    dock.dev_model_combo.setEditText(model)
+    for name, value in widgets.items():
+        widget = getattr(dock, name)
+        if name == "extent_combo":
+            widget.setCurrentIndex(widget.findData(value))
+        elif name in ("output_dir_widget", "checkpoint_widget"):
+            widget.setFilePath(str(value))
+        elif name == "memory_checkbox":
+            widget.setChecked(value)
+        else:
+            widget.setValue(value)
+    dock.run_button.click()
+    task = plugin.controller.task
+    assert wait_for(lambda: plugin.controller.task is None, timeout), "the run did not finish"
+    return task
+
+
+def test_standin_query_adds_one_layer_with_the_red_square(
+    plugin, qgis_iface, red_square_tif, tmp_path
+) -> None:
+    from qgis.core import QgsGeometry, QgsProject, QgsRectangle
+
+    raster = _add_raster(red_square_tif)
+    _show_on_canvas(qgis_iface, raster, "EPSG:3857")  # canvas CRS differs from the raster's
+    plugin.show_dock().layer_combo.setLayer(raster)
+    before = _layers()
+    task = _run(plugin, "the red square", "standin:red", output_dir_widget=tmp_path / "out")
+    assert task.outcome is not None and task.outcome.polygons == 1
+    added = [layer for key, layer in _layers().items() if key not in before]
+    assert len(added) == 1
+    result = added[0]
+    assert result.name() == "the red square [stand-in red]"
+    assert result.crs().authid() == "EPSG:32633"  # the raster's CRS, not the canvas'
+    assert result.featureCount() == 1
+    assert Path(result.source().split("|")[0]).parent == tmp_path / "out"
+    feature = next(result.getFeatures())
+    expected = QgsGeometry.fromRect(QgsRectangle(*RED_BOX))
+    assert feature.geometry().symDifference(expected).area() < 1e-6
+    assert feature["prompt"] == "the red square"
+    assert feature["score"] == pytest.approx(1.0)
+    assert feature["area_m2"] == pytest.approx(RED_AREA_M2, rel=2e-3)  # geodesic, not planar
+    assert feature["model"] == "standin-red"
+    assert feature["checkpoint_sha256"] == ""
+    # above the raster in the layer tree, semi-transparent fill
+    order = [node.layerId() for node in QgsProject.instance().layerTreeRoot().findLayers()]
+    assert order.index(result.id()) == order.index(raster.id()) - 1
+    fill = result.renderer().symbol().color()
+    assert 0 < fill.alpha() < 255
+    success = messages(qgis_iface, "Success")
+    assert any("1 polygon(s)" in m and "256 m²" in m for m in success), success
+
+
+def test_memory_layer_and_selected_polygon_clip(plugin, qgis_iface, red_square_tif) -> None:
+    from qgis.core import QgsFeature, QgsGeometry, QgsProject, QgsRectangle, QgsVectorLayer
+
+    raster = _add_raster(red_square_tif)
+    _show_on_canvas(qgis_iface, raster)
+    aoi = QgsVectorLayer("Polygon?crs=EPSG:32633", "aoi", "memory")
+    left_half = QgsRectangle(RED_BOX[0] - 5, RED_BOX[1] - 5, RED_BOX[0] + 8, RED_BOX[3] + 5)
+    feature = QgsFeature()
+    feature.setGeometry(QgsGeometry.fromRect(left_half))
+    aoi.dataProvider().addFeatures([feature])
+    QgsProject.instance().addMapLayer(aoi)
+    aoi.selectAll()
+    dock = plugin.show_dock()
+    dock.layer_combo.setLayer(raster)
+    dock.aoi_layer_combo.setLayer(aoi)
+    before = _layers()
+    task = _run(plugin, "red", "standin:red", extent_combo="selection", memory_checkbox=True)
+    assert task.outcome is not None, plugin.dock.status_label.text()
+    (result,) = [layer for key, layer in _layers().items() if key not in before]
+    assert result.providerType() == "memory"
+    assert not Path(task.request.out_path).exists()  # the temp file is gone
+    (clipped,) = list(result.getFeatures())
+    box = clipped.geometry().boundingBox()
+    assert (box.xMinimum(), box.xMaximum()) == pytest.approx((RED_BOX[0], RED_BOX[0] + 8))
+    assert clipped["area_m2"] == pytest.approx(RED_AREA_M2 / 2, rel=2e-3)
+
+
+def test_cancel_adds_nothing_and_leaves_no_file(plugin, qgis_iface, tmp_path) -> None:
+    image = red_square_image(256)
+    path = write_geotiff(tmp_path / "big.tif", image, (ORIGIN_X, ORIGIN_Y), PIXEL, 32633)
+    raster = _add_raster(path, "big")
+    _show_on_canvas(qgis_iface, raster)
+    dock = plugin.show_dock()
+    dock.layer_combo.setLayer(raster)
+    dock.query_combo.setEditText("red")
+    dock.dev_model_combo.setEditText("standin:sleep:0.4:64")  # >= 16 tiles of 0.4 s
+    dock.output_dir_widget.setFilePath(str(tmp_path / "out"))
+    before = _layers()
+    dock.run_button.click()
+    task = plugin.controller.task
+    assert task is not None
+    assert not dock.run_button.isEnabled() and dock.cancel_button.isEnabled()
+    dock.run_button.click()  # a second click while running is refused (one run per dock)
+    assert plugin.controller.task is task
+    assert wait_for(lambda: task.progress() > 10, 30)
+    started = time.monotonic()
+    dock.cancel_button.click()
+    assert wait_for(lambda: plugin.controller.task is None, 30)
+    assert time.monotonic() - started < 5  # really stops (between tiles), not after the run
+    assert _layers().keys() == before.keys()
+    assert not Path(task.request.out_path).exists()
+    assert any("Cancelled" in m for m in messages(qgis_iface, "Info"))
+    assert dock.run_button.isEnabled()
+
+
+def test_backend_error_shows_a_message_logs_details_and_adds_nothing(
+    plugin, qgis_iface, red_square_tif, tmp_path
+) -> None:
+    from qgis.core import QgsApplication
+
+    logged: list[tuple[str, str]] = []
+
+    def on_message(message, tag, _level):
+        logged.append((tag, message))
+
+    QgsApplication.messageLog().messageReceived.connect(on_message)
+    try:
+        raster = _add_raster(red_square_tif)
+        _show_on_canvas(qgis_iface, raster)
+        plugin.show_dock().layer_combo.setLayer(raster)
+        bad = tmp_path / "broken.safetensors"
+        bad.write_bytes(b"not a checkpoint")
+        before = _layers()
+        task = _run(plugin, "red", "", checkpoint_widget=bad)
+        assert task.outcome is None
+        assert _layers().keys() == before.keys()
+        critical = messages(qgis_iface, "Critical")
+        assert any("broken.safetensors" in m for m in critical), critical
+        wait_for(lambda: any(t == "RS2-SAM" and "Traceback" in m for t, m in logged), 5)
+        assert any(t == "RS2-SAM" and "Traceback" in m for t, m in logged)
+    finally:
+        QgsApplication.messageLog().messageReceived.disconnect(on_message)
+
+
+def test_test_tiny_cold_then_warm_and_gui_responsiveness(
+    plugin, qgis_iface, tmp_path, record_property
+) -> None:
+    """test-tiny (random init) through the dock twice: one layer each, the second reuses the
+    model; a 50 ms QTimer keeps ticking during the run (worst gap is recorded, not asserted)."""
+    from qgis.PyQt.QtCore import QTimer
+
+    from rs2sam_qgis.models import CACHE
+
+    CACHE.clear()
+    path = write_geotiff(
+        tmp_path / "tiny.tif", red_square_image(256), (ORIGIN_X, ORIGIN_Y), PIXEL, 32633
+    )
+    raster = _add_raster(path, "tiny")
+    _show_on_canvas(qgis_iface, raster)
+    plugin.show_dock().layer_combo.setLayer(raster)
+    timings = []
+    for round_ in ("cold", "warm"):
+        gaps: list[float] = []
+        last = [time.perf_counter()]
+
+        def tick(gaps=gaps, last=last):
+            now = time.perf_counter()
+            gaps.append(now - last[0])
+            last[0] = now
+
+        timer = QTimer()
+        timer.setInterval(50)
+        timer.timeout.connect(tick)
+        timer.start()
+        last[0] = time.perf_counter()
+        before = _layers()
+        start = time.perf_counter()
+        task = _run(
+            plugin,
+            f"anything {round_}",
+            "test-tiny",
+            threshold_spin=0.01,
+            output_dir_widget=tmp_path / "out",
+        )
+        wall = time.perf_counter() - start
+        timer.stop()
+        assert task.outcome is not None, plugin.dock.status_label.text()
+        added = [layer for key, layer in _layers().items() if key not in before]
+        assert len(added) == 1 and added[0].crs().authid() == "EPSG:32633"
+        assert next(added[0].getFeatures())["model"] == "test-tiny"
+        timings.append(
+            {
+                "round": round_,
+                "wall_s": round(wall, 3),
+                "run_s": round(task.outcome.seconds, 3),
+                "load_s": round(task.outcome.load_seconds, 3),
+                "worst_timer_gap_ms": round(1000 * max(gaps), 1),
+                "ticks": len(gaps),
+            }
+        )
+        assert len(gaps) >= 1  # the event loop ran during the task
+    assert timings[0]["load_s"] > 0 and timings[1]["load_s"] == 0.0  # cached, not reloaded
+    assert len(CACHE) == 1
+    record_property("test_tiny_timings", json.dumps(timings))
+    print("test-tiny in QGIS:", json.dumps(timings))
