@@ -85,16 +85,30 @@ class SpaceAdapter(nn.Module):
         text_dim: Width ``C`` of the text state (the SAM 2 prompt width, 256 for real models).
         heads: Heads of both cross-attentions (``hidden`` must be divisible by it).
         alpha: Text-state update rate.
+        update_text: Whether to compute the text←vision update. False in the last block:
+            the reference code throws the final text state away, so those weights would
+            never get a gradient (and would be "unused parameters" under DDP).
     """
 
-    def __init__(self, dim: int, hidden: int, text_dim: int, heads: int, alpha: float) -> None:
+    def __init__(
+        self,
+        dim: int,
+        hidden: int,
+        text_dim: int,
+        heads: int,
+        alpha: float,
+        *,
+        update_text: bool = True,
+    ) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
         self.fc2 = nn.Linear(hidden, dim)
         self.text_in = nn.Linear(text_dim, hidden)
-        self.text_out = nn.Linear(hidden, text_dim)
         self.vision_from_text = nn.MultiheadAttention(hidden, heads, batch_first=True)
-        self.text_from_vision = nn.MultiheadAttention(hidden, heads, batch_first=True)
+        self.update_text = update_text
+        if update_text:
+            self.text_from_vision = nn.MultiheadAttention(hidden, heads, batch_first=True)
+            self.text_out = nn.Linear(hidden, text_dim)
         self.alpha = alpha
         nn.init.zeros_(self.fc2.weight)
         nn.init.zeros_(self.fc2.bias)
@@ -108,8 +122,9 @@ class SpaceAdapter(nn.Module):
         u = F.gelu(self.fc1(a)).reshape(b, h * w, -1)  # (B, HW, h)
         t = self.text_in(text.to(u.dtype))  # (B, L, h)
         u = u + self.vision_from_text(u, t, t, key_padding_mask=pad, need_weights=False)[0]
-        t = t + self.text_from_vision(t, u, u, need_weights=False)[0]  # keys are visual
-        state.text = (1.0 - self.alpha) * text + self.alpha * self.text_out(t).float()
+        if self.update_text:
+            t = t + self.text_from_vision(t, u, u, need_weights=False)[0]  # keys are visual
+            state.text = (1.0 - self.alpha) * text + self.alpha * self.text_out(t).float()
         return a + self.fc2(u).reshape(b, h, w, -1)
 
 
@@ -132,6 +147,7 @@ class AdaptedBlock(nn.Module):
         heads: int = 4,
         alpha: float = 0.2,
         mlp_scale: float = 0.5,
+        update_text: bool = True,
     ) -> None:
         super().__init__()
         # the original sub-modules, registered under their own names
@@ -147,7 +163,9 @@ class AdaptedBlock(nn.Module):
         if self.dim != self.dim_out:
             self.proj = block.proj
         hidden = max(heads, int(self.dim_out * ratio) // heads * heads)
-        self.Space_Adapter = SpaceAdapter(self.dim_out, hidden, text_dim, heads, alpha)
+        self.Space_Adapter = SpaceAdapter(
+            self.dim_out, hidden, text_dim, heads, alpha, update_text=update_text
+        )
         self.MLP_Adapter = MLPAdapter(self.dim_out, hidden)
         self.mlp_scale = mlp_scale
         self._state = state  # plain attribute: shared, not a sub-module
@@ -191,7 +209,11 @@ def add_adapters(
     alpha: float = 0.2,
     mlp_scale: float = 0.5,
 ) -> None:
-    """Replace every block of a sam2 ``Hiera`` trunk by an :class:`AdaptedBlock` (in place)."""
+    """Replace every block of a sam2 ``Hiera`` trunk by an :class:`AdaptedBlock` (in place).
+
+    The last block does not update the text state (nothing reads it afterwards).
+    """
+    last = len(trunk.blocks) - 1
     for i, block in enumerate(trunk.blocks):
         if isinstance(block, AdaptedBlock):
             continue
@@ -203,6 +225,7 @@ def add_adapters(
             heads=heads,
             alpha=alpha,
             mlp_scale=mlp_scale,
+            update_text=i != last,
         )
 
 

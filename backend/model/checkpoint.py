@@ -223,11 +223,25 @@ def _check_file(path: Path) -> None:
         raise CheckpointError(f"checkpoint path is not a file: {path}")
 
 
+def _is_safetensors(path: Path) -> bool:
+    """A safetensors file starts with a little-endian u64 header size, then a JSON object."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) < 9:
+        return False
+    size = int.from_bytes(head[:8], "little")
+    return 0 < size <= path.stat().st_size - 8 and head[8:9] == b"{"
+
+
 def _is_pickle(path: Path) -> bool:
+    if _is_safetensors(path):
+        return False
     with open(path, "rb") as f:
         head = f.read(4)
-    # torch.save zip archives start with "PK\x03\x04"; raw pickles with the PROTO opcode 0x80
-    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+    # torch.save zip archives start with "PK\x03\x04"; raw pickles with PROTO (0x80) + version
+    return head.startswith(b"PK\x03\x04") or (
+        head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05"
+    )
 
 
 def read_checkpoint(
@@ -326,7 +340,9 @@ def load_state_dict_checked(
     report = _compare(model_state, state, source)
     if not report.ok:
         raise CheckpointError(f"checkpoint does not fit the model:\n{report.format()}")
-    cast = {k: v.to(model_state[k].dtype) for k, v in state.items()}
+    # fresh, allocator-aligned copies: tensors read from a file can sit at any byte offset, and
+    # CPU kernels may then sum in another order (1-ulp differences from the saved model)
+    cast = {k: v.to(model_state[k].dtype, copy=True) for k, v in state.items()}
     model.load_state_dict(cast, strict=True, assign=assign)
     return report
 
