@@ -197,11 +197,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    if not args.verbose:  # GDAL chatter would break the one-line error contract
-        logging.getLogger("rasterio").setLevel(logging.CRITICAL)
-        warnings.filterwarnings("ignore", module="rasterio")
+    rasterio_logger = logging.getLogger("rasterio")
+    old_level = rasterio_logger.level
     try:
-        return _segment(args)
+        with warnings.catch_warnings():
+            if not args.verbose:  # GDAL chatter would break the one-line error contract
+                rasterio_logger.setLevel(logging.CRITICAL)
+                warnings.filterwarnings("ignore", module="rasterio")
+            return _segment(args)
     except Cancelled as exc:
         print(f"cancelled: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -211,3 +214,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cancelled: interrupted; no output written", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        rasterio_logger.setLevel(old_level)
