@@ -1,0 +1,298 @@
+"""``python -m bench``: run every case in fresh subprocesses, aggregate, report.
+
+Prints a markdown table and writes ``<out>/bench.json`` and ``<out>/bench.md``.
+``--quick`` runs the harness at tiny sizes (what the test suite does, so it does not rot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+P1_TARGET_S_PER_MPX = 0.05
+P1_TARGET_RATIO = 0.10
+P2_TARGET_MIB = 100.0
+P3_TARGET_SPREAD = 0.15
+P4_TARGET_NANO_WARM_S = 3.0
+
+
+def run_case(args: list[str], *, nproc: int = 1, timeout: int = 1800) -> dict[str, Any]:
+    """Run ``python -m bench.case ARGS`` (under torchrun when ``nproc > 1``); parse its JSON."""
+    if nproc > 1:
+        torchrun = str(Path(sys.executable).with_name("torchrun"))
+        cmd = [torchrun, "--standalone", f"--nproc_per_node={nproc}", "-m", "bench.case", *args]
+    else:
+        cmd = [sys.executable, "-m", "bench.case", *args]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    env.pop("PROJ_LIB", None)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+    for line in proc.stdout.splitlines():
+        if line.startswith("BENCH_JSON "):
+            return json.loads(line.removeprefix("BENCH_JSON "))
+    raise RuntimeError(f"case {args} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+
+
+def agg(values: list[float]) -> dict[str, float]:
+    """Median, min, max and count."""
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+    }
+
+
+def fmt(a: dict[str, float], digits: int = 3) -> str:
+    """``median (min–max)``."""
+    return f"{a['median']:.{digits}f} ({a['min']:.{digits}f}–{a['max']:.{digits}f})"
+
+
+def row(*cells: str) -> str:
+    """One markdown table row."""
+    return "| " + " | ".join(cells) + " |"
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    import torch
+
+    info: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu_cores": os.cpu_count(),
+        "cpu": platform.machine(),
+        "torch": torch.__version__,
+        "torch_threads": 2,
+        "python": platform.python_version(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return info
+
+
+def bench_pipeline_sleep(rasters: dict[int, Path], runs: int, report: dict, rows: list) -> None:
+    """P1-P3 with the fixed-cost stand-in (200 ms per 1024² tile)."""
+    per_size: dict[int, list[dict[str, Any]]] = {}
+    for n, path in rasters.items():
+        cases = [
+            run_case(["pipeline", "--raster", str(path), "--segmenter", "sleep"])
+            for _ in range(runs)
+        ]
+        per_size[n] = cases
+        report["cases"][f"pipeline_sleep_{n}"] = cases
+        a = {
+            k: agg([c[k] for c in cases])
+            for k in ("total_s", "overhead_s_per_mpx", "s_per_mpx", "peak_rss_mib")
+        }
+        ok = all(
+            c["min_iou"] is not None
+            and c["min_iou"] >= 0.99
+            and c["max_pieces_per_square"] == 1
+            and c["extra_polygons"] == 0
+            for c in cases
+        )
+        first = cases[0]
+        rows.append(
+            row(
+                "P1–P3 pipeline, stand-in 200 ms/tile",
+                f"{first['mpx']:.1f} Mpx, {first['tiles']} tiles",
+                f"total {fmt(a['total_s'], 2)} s; overhead {fmt(a['overhead_s_per_mpx'])} s/Mpx; "
+                f"{fmt(a['s_per_mpx'])} s/Mpx; peak RSS {fmt(a['peak_rss_mib'], 0)} MiB",
+                f"{first['squares']} squares → {first['polygons']} polygons, min IoU "
+                f"{min(c['min_iou'] for c in cases):.4f}: {'OK' if ok else 'WRONG'}",
+            )
+        )
+    small, big = min(per_size), max(per_size)
+
+    def med(n: int, key: str) -> float:
+        return statistics.median(c[key] for c in per_size[n])
+
+    growth = med(big, "peak_rss_mib") - med(small, "peak_rss_mib")
+    spm = [med(n, "s_per_mpx") for n in per_size if per_size[n][0]["mpx"] >= 1]
+    spread = (max(spm) - min(spm)) / statistics.median(spm) if spm else 0.0
+    worst = max(med(n, "overhead_s_per_mpx") for n in per_size)
+    report["summary"].update(
+        {
+            "P1 stand-in overhead s/Mpx (worst size)": worst,
+            "P2 peak RSS growth smallest->largest MiB": growth,
+            "P3 s/Mpx spread (max-min)/median": spread,
+        }
+    )
+    rows.append(
+        row("P1 overhead (worst size)", "", f"{worst:.3f} s/Mpx", f"target ≤ {P1_TARGET_S_PER_MPX}")
+    )
+    rows.append(
+        row("P2 peak RSS growth", f"{small}² → {big}²", f"{growth:+.0f} MiB", "target ≤ 100")
+    )
+    rows.append(row("P3 s/Mpx spread", "sizes ≥ 1 Mpx", f"{100 * spread:.1f} %", "target ≤ 15 %"))
+
+
+def bench_pipeline_model(raster: Path, configs: list[str], runs: int, report: dict, rows: list):
+    """P1 with a real model: pipeline overhead as a share of model time."""
+    for config in configs:
+        cases = [
+            run_case(["pipeline", "--raster", str(raster), "--segmenter", config])
+            for _ in range(runs)
+        ]
+        report["cases"][f"pipeline_{config}"] = cases
+        a = {
+            k: agg([c[k] for c in cases])
+            for k in ("total_s", "model_s", "overhead_ratio", "overhead_s_per_mpx")
+        }
+        report["summary"][f"P1 {config} overhead ratio"] = a["overhead_ratio"]["median"]
+        rows.append(
+            row(
+                f"P1 pipeline, {config}",
+                f"{cases[0]['mpx']:.1f} Mpx, {cases[0]['tiles']} tiles",
+                f"total {fmt(a['total_s'], 2)} s, model {fmt(a['model_s'], 2)} s; overhead "
+                f"{100 * a['overhead_ratio']['median']:.1f} % of model time "
+                f"({fmt(a['overhead_s_per_mpx'])} s/Mpx)",
+                f"target ≤ {100 * P1_TARGET_RATIO:.0f} % for nano" if config == "nano" else "",
+            )
+        )
+
+
+def bench_latency(
+    raster: Path, configs: list[str], devices: list[str], runs: int, report: dict, rows: list
+) -> None:
+    """P4: one extent query, cold (model load included) and warm (model cached)."""
+    for device in devices:
+        for config in configs:
+            if device == "cpu" and config in ("base", "large"):
+                continue
+            cases = [
+                run_case(
+                    ["latency", "--raster", str(raster), "--config", config, "--device", device]
+                )
+                for _ in range(runs)
+            ]
+            report["cases"][f"latency_{config}_{device}"] = cases
+            cold = agg([c["cold_s"] for c in cases])
+            warm = agg([c["warm_s"] for c in cases])
+            report["summary"][f"P4 {config} {device} warm s"] = warm["median"]
+            imp = statistics.median(c["import_s"] for c in cases)
+            rows.append(
+                row(
+                    f"P4 latency, {config} ({device})",
+                    f"{cases[0].get('extent_px', '1024²')} extent",
+                    f"cold {fmt(cold, 2)} s (load incl.; + {imp:.1f} s imports), "
+                    f"warm {fmt(warm, 2)} s",
+                    f"target ≤ {P4_TARGET_NANO_WARM_S} s warm" if config == "nano" else "",
+                )
+            )
+
+
+def bench_train(configs: list[str], steps: int, runs: int, report: dict, rows: list) -> None:
+    """P5: training samples/s, 1 process and 2-process DDP (gloo)."""
+    for config in configs:
+        for nproc in (1, 2):
+            threads = "2" if nproc == 1 else "1"
+            cases = [
+                run_case(
+                    ["train", "--config", config, "--threads", threads, "--steps", str(steps)],
+                    nproc=nproc,
+                )
+                for _ in range(runs)
+            ]
+            report["cases"][f"train_{config}_{nproc}p"] = cases
+            sps = agg([c["samples_per_s"] for c in cases])
+            report["summary"][f"P5 {config} {nproc}p samples/s"] = sps["median"]
+            rows.append(
+                row(
+                    f"P5 training, {config}",
+                    f"{nproc} proc × {threads} thread, batch {cases[0]['batch_per_process']}"
+                    f"/proc @ {cases[0]['image_size']} px",
+                    f"{fmt(sps, 2)} samples/s",
+                    "gloo DDP" if nproc > 1 else "",
+                )
+            )
+
+
+def bench_vectorize(size: int, runs: int, report: dict, rows: list) -> None:
+    """Vectorising throughput on a dense, fragmented mask."""
+    cases = [run_case(["vectorize", "--size", str(size)]) for _ in range(runs)]
+    report["cases"]["vectorize"] = cases
+    rows.append(
+        row(
+            "vectorise, dense fragmented mask",
+            f"{size}², {cases[0]['polygons']} polygons",
+            f"{fmt(agg([c['polygons_per_s'] for c in cases]), 0)} polygons/s, "
+            f"{fmt(agg([c['mpx_per_s'] for c in cases]), 2)} Mpx/s",
+            "",
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m bench`` / ``make bench``."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path("bench_out"))
+    parser.add_argument("--runs", type=int, default=5, help="repetitions per case")
+    parser.add_argument("--sizes", default="1024,4096,10000", help="raster sides (px)")
+    parser.add_argument("--device", default="auto", help="auto: CPU, plus CUDA when present")
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run of the harness")
+    parser.add_argument("--skip", default="", help="comma list of P1,P2,P3,P4,P5,V to skip")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.runs, args.sizes = 1, "512,1100"
+    skip = {s.strip().upper() for s in args.skip.split(",") if s.strip()}
+    out: Path = args.out
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    sys.path.insert(0, str(ROOT))
+    from bench.rasters import make_raster
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rasters = {}
+    for n in sizes:
+        rasters[n] = out / "data" / f"bench_{n}px.tif"
+        make_raster(rasters[n], n)
+    report: dict[str, Any] = {"machine": machine(), "runs": args.runs, "cases": {}, "summary": {}}
+    rows: list[str] = []
+    models = ["test-tiny"] if args.quick else ["test-tiny", "nano"]
+    devices = ["cpu"]
+    if args.device in ("auto", "cuda") and report["machine"]["cuda"]:
+        devices.append("cuda")
+    if not {"P1", "P2", "P3"} <= skip:
+        bench_pipeline_sleep(rasters, args.runs, report, rows)
+    if "P1" not in skip:
+        bench_pipeline_model(rasters[sizes[0]], models, args.runs, report, rows)
+    if "P4" not in skip:
+        configs = models + (["base", "large"] if "cuda" in devices else [])
+        bench_latency(rasters[sizes[0]], configs, devices, args.runs, report, rows)
+    if "P5" not in skip:
+        bench_train(models, 2 if args.quick else 5, args.runs, report, rows)
+    if "V" not in skip:
+        bench_vectorize(1024 if args.quick else 4096, args.runs, report, rows)
+    m = report["machine"]
+    table = (
+        f"Machine: {m['cpu']}, {m['cpu_cores']} cores, torch {m['torch']} "
+        f"({m['torch_threads']} threads), CUDA: {m['cuda'] or 'none'}; {m['date']}; "
+        f"median (min–max) of {args.runs} run(s), each in a fresh process.\n\n"
+        + row("case", "size", "result", "check / target")
+        + "\n|---|---|---|---|\n"
+        + "\n".join(rows)
+        + "\n"
+    )
+    print(table)
+    (out / "bench.json").write_text(json.dumps(report, indent=2))
+    (out / "bench.md").write_text(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
