@@ -417,8 +417,8 @@ class RS2SAM2(nn.Module):
         pad = inputs.text_pad
         sparse = self.sparse_proj(union.cls)  # (B, 1, C)
         text_feat = self.text_proj(union.txt)  # (B, L, C)
-        boundary_weight = self.boundary_head(text_feat[:, 0]).squeeze(-1)
-        pseudo_mask = self.mpg(union.cls, union.vis)  # (B, 1, g, g)
+        boundary_weight = self.boundary_head(text_feat[:, 0]).squeeze(-1).float()
+        pseudo_mask = self.mpg(union.cls, union.vis).float()  # (B, 1, g, g)
 
         image_embed, high_res = self.encode_image(inputs.sam_images, text_feat, pad)
         h, w = image_embed.shape[-2:]

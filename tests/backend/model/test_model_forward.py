@@ -331,3 +331,13 @@ def test_adapter_parameter_count_on_meta(name, low, high):
     assert model.image_encoder.trunk.blocks[0].attn.qkv.weight.is_meta
     if name == "large":
         assert len(model.image_encoder.trunk.blocks) == 48 and model.grid_size == 16
+
+
+@pytest.mark.parametrize("design", ["twotower", "earlyfusion"])
+def test_every_trainable_parameter_gets_a_gradient(design, images):
+    """No "unused parameters" (DDP without find_unused_parameters); frozen ones get none."""
+    model = build_model(get_model_config("test-tiny", union_encoder=design))
+    _train_step(model, images)
+    no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert no_grad == []
+    assert all(p.grad is None for p in model.parameters() if not p.requires_grad)
