@@ -1,0 +1,57 @@
+"""`make demo` in reduced form: one raster, one query; outputs land with the raster's CRS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backend.demo import DEMO_DIR, SPACENET, SPACENET_TRUTH, main, read_truth, truth_iou
+
+
+@pytest.mark.parametrize("config", ["test-tiny"])
+def test_demo_reduced_writes_gpkg_png_and_table(tmp_path: Path, capsys, config: str) -> None:
+    import pyogrio
+    import rasterio
+    from pyproj import CRS
+
+    rc = main(
+        [
+            "--config",
+            config,
+            "--out",
+            str(tmp_path),
+            "--raster",
+            SPACENET,
+            "--query",
+            "the buildings",
+            "--reduced",
+        ]
+    )
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "| the buildings |" in out and "IoU vs truth" in out
+    gpkgs = list(tmp_path.glob("*.gpkg"))
+    pngs = list(tmp_path.glob("*.png"))
+    assert len(gpkgs) == 1 and len(pngs) == 1 and pngs[0].stat().st_size > 10_000
+    info = pyogrio.read_info(gpkgs[0])
+    with rasterio.open(DEMO_DIR / SPACENET) as ds:
+        assert CRS.from_user_input(info["crs"]).equals(CRS.from_wkt(ds.crs.to_wkt()))
+    assert {"prompt", "score", "area_m2", "model", "checkpoint_sha256"} <= set(info["fields"])
+
+
+def test_truth_iou_is_one_against_itself_and_zero_when_disjoint() -> None:
+    from shapely.affinity import translate
+
+    with __import__("rasterio").open(DEMO_DIR / SPACENET) as ds:
+        truth = read_truth(DEMO_DIR / SPACENET_TRUTH, ds.crs.to_wkt())
+    assert len(truth) == 3
+    assert truth_iou(truth, truth) == pytest.approx(1.0)
+    assert truth_iou([translate(g, 10_000, 0) for g in truth], truth) == 0.0
+    assert truth_iou([], []) == 0.0
+
+
+def test_demo_user_error_exits_2(tmp_path: Path, capsys) -> None:
+    rc = main(["--checkpoint", str(tmp_path / "missing.safetensors"), "--out", str(tmp_path)])
+    assert rc == 2
+    assert "missing.safetensors" in capsys.readouterr().err
