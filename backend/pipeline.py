@@ -622,6 +622,10 @@ def _run(
     )
     predict_batch = getattr(segmenter, "predict_batch", None) if options.batch_size > 1 else None
 
+    scratch = np.empty((tile_px, tile_px), dtype=np.float32)
+    # complementary ramps sum to 1: only positions where 3+ tiles meet need normalising
+    row_fix = _runs(np.abs(rows_blend.total - 1.0) > 1e-6)
+    col_fix = _runs(np.abs(cols_blend.total - 1.0) > 1e-6)
     buffer_rows = min(tile_px, p1 - p0)
     acc = np.zeros((buffer_rows, q1 - q0), dtype=np.float32)
     acc_top = 0  # processing-span row of acc[0]
@@ -675,12 +679,17 @@ def _run(
             else:
                 probs = [segmenter.predict(image, options.text) for image in images]
             t2 = time.perf_counter()
-            for (j, col), prob in zip(batch, probs, strict=False):
+            for (j, col), prob in zip(batch, probs, strict=True):
                 prob = _check_prob(prob, tile_px)
                 col_w = cols_blend.weights[j]
-                weighted = prob[:height, : col_w.size] * row_w[:, None]
-                weighted *= col_w[None, :]
-                acc[row - acc_top : row - acc_top + height, col : col + col_w.size] += weighted
+                width = col_w.size
+                _accumulate(
+                    acc[row - acc_top : row - acc_top + height, col : col + width],
+                    prob[:height, :width],
+                    (row_w, rows_blend.keys[i]),
+                    (col_w, cols_blend.keys[j]),
+                    scratch,
+                )
             done += len(batch)
             t3 = time.perf_counter()
             timings["read"] += t1 - t0
@@ -694,15 +703,17 @@ def _run(
         n_final = final_stop - acc_top
         t0 = time.perf_counter()
         block = acc[:n_final]
-        block /= rows_blend.total[acc_top:final_stop, None]
-        block /= cols_blend.total[None, :]
+        for a, b in row_fix:  # in place, slice by slice: no temporary copy of the block
+            a, b = max(a, acc_top), min(b, final_stop)
+            if a < b:
+                block[a - acc_top : b - acc_top] /= rows_blend.total[a:b, None]
+        for a, b in col_fix:
+            block[:, a:b] /= cols_blend.total[None, a:b]
         timings["blend"] += time.perf_counter() - t0
         for raster_row, prob in resampler.push(block, acc_top, last=is_last):
             vectorize_strip(raster_row, prob)
         if not is_last:
-            keep = buffer_rows - n_final
-            acc[:keep] = acc[n_final:].copy() if keep > 0 else acc[:0]
-            acc[keep:] = 0.0
+            _shift_up(acc, n_final)
             acc_top = final_stop
     if not resampler.next >= window.height:  # pragma: no cover - an invariant of the streaming
         raise RuntimeError("pipeline streaming ended before the last row of the window")
@@ -773,6 +784,67 @@ def _run(
     )
 
 
+def _shift_up(acc: np.ndarray, n: int) -> None:
+    """Drop the first ``n`` rows of ``acc``, move the rest up and zero the freed rows.
+
+    Copies in row chunks no taller than ``n`` so source and destination never overlap and
+    numpy needs no temporary copy (the kept rows can be almost the whole buffer).
+    """
+    keep = acc.shape[0] - n
+    step = max(1, min(n, 64))
+    for i in range(0, keep, step):
+        j = min(i + step, keep)
+        acc[i:j] = acc[n + i : n + j]
+    acc[max(keep, 0) :] = 0.0
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, stop)`` of every run of True in a 1-D bool array."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], flags.astype(np.int8), [0]])))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def _accumulate(
+    acc: np.ndarray,
+    prob: np.ndarray,
+    rows: tuple[np.ndarray, tuple[int, int, int]],
+    cols: tuple[np.ndarray, tuple[int, int, int]],
+    scratch: np.ndarray,
+) -> None:
+    """``acc += prob * row_w[:, None] * col_w[None, :]``, touching only the ramps twice.
+
+    The weights are 1 except in the ramps at the tile's borders, so the tile is split in 3 x 3
+    parts: the centre is a plain add, the borders are multiplied first (in ``scratch``).
+    """
+    (row_w, (h, r_in, r_out)), (col_w, (w, c_in, c_out)) = rows, cols
+    if r_in + r_out > h or c_in + c_out > w:  # ramps overlap (tiny tiles): weight everything
+        tmp = np.multiply(prob, row_w[:, None], out=scratch[:h, :w])
+        tmp *= col_w[None, :]
+        acc += tmp
+        return
+    row_parts = ((0, r_in, True), (r_in, h - r_out, False), (h - r_out, h, True))
+    col_parts = ((0, c_in, True), (c_in, w - c_out, False), (w - c_out, w, True))
+    for r0, r1, row_ramp in row_parts:
+        if r1 <= r0:
+            continue
+        for c0, c1, col_ramp in col_parts:
+            if c1 <= c0:
+                continue
+            src = prob[r0:r1, c0:c1]
+            dst = acc[r0:r1, c0:c1]
+            if not row_ramp and not col_ramp:
+                dst += src
+                continue
+            tmp = scratch[r0:r1, c0:c1]
+            if row_ramp:
+                np.multiply(src, row_w[r0:r1, None], out=tmp)
+                if col_ramp:
+                    tmp *= col_w[None, c0:c1]
+            else:
+                np.multiply(src, col_w[None, c0:c1], out=tmp)
+            dst += tmp
+
+
 def _check_prob(prob: Any, tile_px: int) -> np.ndarray:
     prob = np.asarray(prob)
     if prob.shape != (tile_px, tile_px):
@@ -782,7 +854,10 @@ def _check_prob(prob: Any, tile_px: int) -> np.ndarray:
         )
     if prob.dtype != np.float32:
         prob = prob.astype(np.float32)
-    return np.clip(prob, 0.0, 1.0)
+    # contract: values in [0, 1]; clip (a copy) only when a segmenter breaks it
+    if prob.size and (prob.min() < 0.0 or prob.max() > 1.0):
+        prob = np.clip(prob, 0.0, 1.0)
+    return prob
 
 
 def _layer_metadata(

@@ -378,15 +378,20 @@ class Stretch:
         """``(B, H, W)`` any dtype -> ``(B, H, W)`` uint8."""
         out = np.empty(data.shape, dtype=np.uint8)
         for b in range(data.shape[0]):
-            span = self.hi[b] - self.lo[b]
-            gain = 255.0 / span if span > 0 else 0.0
-            band = data[b].astype(np.float32)
-            band -= self.lo[b]
-            band *= gain
-            np.nan_to_num(band, copy=False, nan=0.0, posinf=255.0, neginf=0.0)
-            np.clip(band, 0, 255, out=band)
-            np.rint(band, out=band)
-            out[b] = band
+            self.apply_band(data[b], b, out=out[b])
+        return out
+
+    def apply_band(self, band: np.ndarray, index: int, *, out: np.ndarray) -> np.ndarray:
+        """Stretch one ``(H, W)`` band with the statistics of band ``index`` into uint8 ``out``."""
+        span = self.hi[index] - self.lo[index]
+        gain = 255.0 / span if span > 0 else 0.0
+        values = band.astype(np.float32)
+        values -= self.lo[index]
+        values *= gain
+        np.nan_to_num(values, copy=False, nan=0.0, posinf=255.0, neginf=0.0)
+        np.clip(values, 0, 255, out=values)
+        np.rint(values, out=values)
+        out[...] = values
         return out
 
 
@@ -504,24 +509,26 @@ class TileReader:
         src_w = min(width * self.scale_x, ds.width - x0)
         window = Window(x0, y0, src_w, src_h)
         shape = (len(self._unique), height, width)
-        data = ds.read(self._unique, window=window, out_shape=shape, resampling=self._resampling)
+        rgb = np.empty((height, width, 3), dtype=np.uint8)
+        # band-sequential read, then one strided copy per band into the (H, W, 3) layout:
+        # measured faster than GDAL's pixel-interleaved buffers and than a numpy transpose
+        data = ds.read(self._unique, out_shape=shape, window=window, resampling=self._resampling)
+        if self._lut is not None:
+            rgb[...] = self._lut[data[0]]
+        else:
+            for k, src in enumerate(self._order):
+                if self.stretch is not None:
+                    self.stretch.apply_band(data[src], k, out=rgb[..., k])
+                elif data.dtype == np.uint8:
+                    rgb[..., k] = data[src]
+                else:
+                    rgb[..., k] = np.clip(np.nan_to_num(data[src]), 0, 255)
         valid = None
         if self.has_mask:
             masks = ds.read_masks(
                 self._unique, window=window, out_shape=shape, resampling=Resampling.nearest
             )
             valid = masks.any(axis=0)
-        if self._lut is not None:
-            rgb = self._lut[data[0]]
-        else:
-            if self.stretch is not None:
-                data = self.stretch.apply(data[self._order])
-            else:
-                data = data[self._order]
-                if data.dtype != np.uint8:
-                    data = np.clip(np.nan_to_num(data), 0, 255).astype(np.uint8)
-            rgb = np.ascontiguousarray(data.transpose(1, 2, 0))
-        if valid is not None:
             rgb[~valid] = 0
         return rgb, valid
 

@@ -85,11 +85,14 @@ class AxisBlend:
         starts: Tile start offsets, ascending.
         weights: One ``(length_i,)`` float32 ramp per tile.
         total: ``(size,)`` float32, the sum of all tiles' weights at each position (> 0).
+        keys: Per tile ``(length, ramp_in, ramp_out)``: tiles with equal keys have equal
+            weights (lets the caller cache 2-D weights).
     """
 
     starts: list[int]
     weights: list[np.ndarray]
     total: np.ndarray
+    keys: list[tuple[int, int, int]]
 
 
 def _ramp(n: int) -> np.ndarray:
@@ -110,21 +113,21 @@ def axis_blend(size: int, *, tile_px: int, overlap_px: int) -> AxisBlend:
     """
     starts = tile_starts(size, tile_px=tile_px, overlap_px=overlap_px)
     weights: list[np.ndarray] = []
+    keys: list[tuple[int, int, int]] = []
     total = np.zeros(size, dtype=np.float32)
     for k, start in enumerate(starts):
         length = min(tile_px, size - start)
         w = np.ones(length, dtype=np.float32)
-        if k > 0:
-            ov = starts[k - 1] + tile_px - start
-            if ov > 0:
-                w[:ov] *= _ramp(ov)
-        if k + 1 < len(starts):
-            ov = start + tile_px - starts[k + 1]
-            if ov > 0:
-                w[length - ov :] *= _ramp(ov)[::-1]
+        ramp_in = max(starts[k - 1] + tile_px - start, 0) if k > 0 else 0
+        ramp_out = max(start + tile_px - starts[k + 1], 0) if k + 1 < len(starts) else 0
+        if ramp_in:
+            w[:ramp_in] *= _ramp(ramp_in)
+        if ramp_out:
+            w[length - ramp_out :] *= _ramp(ramp_out)[::-1]
         weights.append(w)
+        keys.append((length, ramp_in, ramp_out))
         total[start : start + length] += w
-    return AxisBlend(starts=starts, weights=weights, total=total)
+    return AxisBlend(starts=starts, weights=weights, total=total, keys=keys)
 
 
 def expand_span(start: int, stop: int, *, min_size: int, limit: int) -> tuple[int, int]:

@@ -491,3 +491,20 @@ def test_pipeline_module_imports_no_rasterio_or_torch():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("size", "tile", "overlap"), [(200, 64, 8), (100, 64, 32), (40, 64, 8)])
+def test_accumulate_equals_the_weighted_sum(size, tile, overlap):
+    from backend.geo.tiling import axis_blend
+    from backend.pipeline import _accumulate
+
+    blend = axis_blend(size, tile_px=tile, overlap_px=overlap)
+    rng = np.random.default_rng(0)
+    scratch = np.empty((tile, tile), dtype=np.float32)
+    for i in range(len(blend.starts)):
+        for j in range(len(blend.starts)):
+            rw, cw = blend.weights[i], blend.weights[j]
+            prob = rng.random((rw.size, cw.size), dtype=np.float32)
+            acc = np.zeros_like(prob)
+            _accumulate(acc, prob, (rw, blend.keys[i]), (cw, blend.keys[j]), scratch)
+            assert np.allclose(acc, prob * rw[:, None] * cw[None, :], atol=1e-7)

@@ -1,0 +1,232 @@
+"""Pipeline scaling: time per megapixel and peak RSS of ``segment_raster`` against raster size.
+
+Each size runs in a FRESH subprocess (peak RSS from ``VmHWM``, which exec resets) with the
+same stand-in, ``SleepSegmenter`` (a fixed sleep per 1024 x 1024 tile plus fixed numpy
+work), so the pipeline's own cost can be read without model noise. The generated rasters are
+RGB uint8, 512 px internal tiles, DEFLATE, EPSG:32633, with red squares at known places (some
+straddling model-tile seams); every run checks that each square comes back as exactly one
+polygon with IoU >= 0.99, so a fast but wrong pipeline cannot pass.
+
+    python bench/pipeline_scaling.py --sizes 1000 10000 --seconds 0.2 \
+        --work-dir /tmp/rs2sam_bench --out bench_out/pipeline_scaling.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+ORIGIN = (500_000.0, 5_000_000.0)
+PIXEL_M = 0.5
+TILE_PX = 1024
+
+
+def squares_for(size: int) -> list[tuple[int, int, int]]:
+    """``(row, col, side)`` of the red squares: a grid, plus squares across tile seams."""
+    squares = [
+        (row, col, 40)
+        for row in range(400, size - 100, 1700)  # clear of the seam squares below
+        for col in range(400, size - 100, 1700)
+    ]
+    stride = TILE_PX - TILE_PX // 8
+    for k in range(1, 4):  # across the k-th horizontal and vertical seam bands
+        r = c = k * stride + 40
+        if r + 120 < size:
+            squares.append((r, c, 120))
+    return squares
+
+
+def make_raster(path: Path, size: int) -> list[tuple[int, int, int]]:
+    """Write the ``size`` x ``size`` benchmark raster strip by strip (flat memory); cached."""
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+
+    squares = squares_for(size)
+    if path.exists():
+        return squares
+    path.parent.mkdir(parents=True, exist_ok=True)
+    profile = {
+        "driver": "GTiff",
+        "width": size,
+        "height": size,
+        "count": 3,
+        "dtype": "uint8",
+        "crs": "EPSG:32633",
+        "transform": from_origin(*ORIGIN, PIXEL_M, PIXEL_M),
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "compress": "deflate",
+        "BIGTIFF": "IF_SAFER",
+    }
+    rng = np.random.default_rng(0)
+    tmp = path.with_suffix(".tmp.tif")
+    with rasterio.open(tmp, "w", **profile) as dst:
+        for row0 in range(0, size, 512):
+            rows = min(512, size - row0)
+            # gray texture with 16 levels: compresses about 2:1, like real orthophotos
+            gray = (60 + 5 * rng.integers(0, 16, size=(rows, size))).astype(np.uint8)
+            rgb = np.repeat(gray[None], 3, axis=0)
+            for r, c, side in squares:
+                r0, r1 = max(r, row0), min(r + side, row0 + rows)
+                if r0 < r1:
+                    rgb[:, r0 - row0 : r1 - row0, c : c + side] = np.array([220, 30, 30])[
+                        :, None, None
+                    ]
+            dst.write(rgb, window=Window(0, row0, size, rows))
+    tmp.replace(path)
+    return squares
+
+
+def _vm_hwm_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _vm_rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def child(raster: Path, size: int, seconds: float, profile: bool) -> dict[str, Any]:
+    """One measured run in this process."""
+    import shapely
+    from shapely.geometry import box
+
+    import backend.geo.raster
+    import backend.geo.vectorize
+    import backend.geo.writers  # noqa: F401 - import cost is not part of the run
+    from backend.pipeline import segment_raster
+    from backend.standins import SleepSegmenter
+
+    seg = SleepSegmenter(seconds, image_size=TILE_PX)
+    # warm-up on a tiny extent: imports, GDAL driver and PROJ database set-up are one-off costs
+    segment_raster(raster, "red", seg, bbox=(ORIGIN[0], ORIGIN[1] - 5, ORIGIN[0] + 5, ORIGIN[1]))
+    seg.calls = 0
+    rss_before = _vm_rss_mib()
+    t0 = time.perf_counter()
+    if profile:
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        result = prof.runcall(segment_raster, raster, "red", seg)
+        stats = pstats.Stats(prof).sort_stats("tottime")
+        stats.print_stats(15)
+    else:
+        result = segment_raster(raster, "red", seg)
+    wall = time.perf_counter() - t0
+    peak = _vm_hwm_mib()
+    expected = [
+        box(
+            ORIGIN[0] + c * PIXEL_M,
+            ORIGIN[1] - (r + s) * PIXEL_M,
+            ORIGIN[0] + (c + s) * PIXEL_M,
+            ORIGIN[1] - r * PIXEL_M,
+        )
+        for r, c, s in squares_for(size)
+    ]
+    tree = shapely.STRtree(result.polygons)
+    ok = len(result.polygons) == len(expected)
+    for square in expected:
+        hits = [result.polygons[i] for i in tree.query(square, predicate="intersects")]
+        ok &= (
+            len(hits) == 1
+            and hits[0].intersection(square).area / hits[0].union(square).area >= 0.99
+        )
+    mpx = size * size / 1e6
+    model_s = result.timings["model"]
+    return {
+        "size_px": size,
+        "mpx": mpx,
+        "tiles": result.n_tiles,
+        "wall_s": wall,
+        "model_s": model_s,
+        "overhead_s": wall - model_s,
+        "overhead_s_per_mpx": (wall - model_s) / mpx,
+        "s_per_mpx": wall / mpx,
+        "timings": result.timings,
+        "rss_before_mib": rss_before,
+        "peak_rss_mib": peak,
+        "polygons": len(result.polygons),
+        "squares": len(expected),
+        "squares_ok": bool(ok),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--seconds", type=float, default=0.2, help="sleep per 1024^2 tile")
+    parser.add_argument("--work-dir", type=Path, default=Path("/tmp/rs2sam_bench"))
+    parser.add_argument("--out", type=Path, default=None, help="JSON results file")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile top 15")
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--child-size", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child, args.child_size, args.seconds, args.profile)))
+        return 0
+    env = {k: v for k, v in os.environ.items() if k not in ("PROJ_LIB", "PROJ_DATA")}
+    env["PYTHONPATH"] = str(ROOT)
+    rows = []
+    for size in args.sizes:
+        path = args.work_dir / f"bench_{size}.tif"
+        t0 = time.perf_counter()
+        make_raster(path, size)
+        gen = time.perf_counter() - t0
+        cmd = [sys.executable, __file__, "--child", str(path), "--child-size", str(size)]
+        cmd += ["--seconds", str(args.seconds)] + (["--profile"] if args.profile else [])
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+        if proc.returncode != 0:
+            print(proc.stderr[-3000:], file=sys.stderr)
+            return 1
+        if args.profile:
+            print(proc.stdout.rsplit("\n", 2)[0], file=sys.stderr)
+        row = json.loads(proc.stdout.strip().splitlines()[-1])
+        row["file_mib"] = path.stat().st_size / 2**20
+        row["generate_s"] = gen
+        rows.append(row)
+    header = (
+        "| raster | Mpx | tiles | wall s | model s | overhead s/Mpx | s/Mpx | peak RSS MiB "
+        "| squares ok |"
+    )
+    print(header)
+    print("|" + "---|" * 9)
+    for r in rows:
+        print(
+            f"| {r['size_px']}² | {r['mpx']:.0f} | {r['tiles']} | {r['wall_s']:.1f} | "
+            f"{r['model_s']:.1f} | {r['overhead_s_per_mpx']:.4f} | {r['s_per_mpx']:.3f} | "
+            f"{r['peak_rss_mib']:.0f} | {r['squares_ok']} ({r['polygons']}/{r['squares']}) |"
+        )
+    machine = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "seconds_per_tile": args.seconds,
+    }
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"machine": machine, "runs": rows}, indent=2))
+    return 0 if all(r["squares_ok"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
