@@ -37,8 +37,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from backend.errors import CheckpointError, ConfigError
-from backend.model.configs import ModelConfig
+from ..errors import CheckpointError, ConfigError
+from .configs import ModelConfig
 
 logger = logging.getLogger(__name__)
 
@@ -363,7 +363,7 @@ def load_checkpoint(
     Raises:
         CheckpointError: If the file is missing, unsafe, corrupt, or does not fit its config.
     """
-    from backend.model.rs2sam import build_model
+    from .rs2sam import build_model
 
     file = Path(path)
     state, config, metadata, sha = read_checkpoint(file, verify=verify)

@@ -24,7 +24,7 @@ import dataclasses
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from backend.errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = [
     "UNION_ENCODERS",

@@ -37,11 +37,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backend.errors import ConfigError, InputError
-from backend.model.bhfm import AdaptedBlock, TextFusion, TextState, add_adapters
-from backend.model.configs import ModelConfig, get_model_config
-from backend.model.mpg import MaskPromptGenerator
-from backend.model.union import build_clip, build_union_encoder, get_tokenizer
+from ..errors import ConfigError, InputError
+from .bhfm import AdaptedBlock, TextFusion, TextState, add_adapters
+from .configs import ModelConfig, get_model_config
+from .mpg import MaskPromptGenerator
+from .union import build_clip, build_union_encoder, get_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def load_sam2_yaml(config: ModelConfig) -> Any:
     if ref.startswith("sam2:"):
         path = resources.files("sam2") / ref.removeprefix("sam2:")
     else:
-        path = resources.files("backend.model") / "sam2_yaml" / ref
+        path = resources.files(__package__) / "sam2_yaml" / ref
     if not path.is_file():
         raise ConfigError(
             f"{config.name}: SAM 2 YAML {ref!r} not found (looked at {path}); use a file in "

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backend.errors import CheckpointError, ConfigError, DeviceError, InputError
-from backend.model.configs import ModelConfig, get_model_config
-from backend.model.rs2sam import MIN_IMAGE_PX, RS2SAM2, build_model
+from ..errors import CheckpointError, ConfigError, DeviceError, InputError
+from .configs import ModelConfig, get_model_config
+from .rs2sam import MIN_IMAGE_PX, RS2SAM2, build_model
 
 logger = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ def load_segmenter(
             )
         checkpoint = DEFAULT_WEIGHTS
 
-    from backend.model.checkpoint import load_checkpoint
+    from .checkpoint import load_checkpoint
 
     loaded = load_checkpoint(checkpoint, device=dev)
     if cfg is not None and cfg.name != loaded.config.name:

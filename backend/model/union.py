@@ -25,8 +25,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from backend.errors import ConfigError
-from backend.model.configs import ModelConfig
+from ..errors import ConfigError
+from .configs import ModelConfig
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def register_open_clip_configs() -> None:
         return
     import open_clip
 
-    folder = resources.files("backend.model") / "open_clip_configs"
+    folder = resources.files(__package__) / "open_clip_configs"
     open_clip.add_model_config(str(folder))
     _REGISTERED = True
 
