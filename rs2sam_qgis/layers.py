@@ -69,17 +69,34 @@ def load_result_layer(outcome: RunOutcome, request: SegmentRequest) -> QgsVector
     return layer
 
 
+RESULT_PROPERTY = "rs2sam/result"
+"""Custom layer property marking the plugin's result layers."""
+
+
 def insert_above_raster(layer: QgsVectorLayer, raster_layer_id: str) -> None:
-    """Add ``layer`` to the project directly above the raster in the layer tree (else on top)."""
+    """Add ``layer`` above the raster in the layer tree (else on top of the tree).
+
+    Earlier results stacked directly above the same raster stay below the new one, so the
+    newest query is drawn on top.
+    """
     project = QgsProject.instance()
+    layer.setCustomProperty(RESULT_PROPERTY, True)
     project.addMapLayer(layer, False)
     root = project.layerTreeRoot()
     node = root.findLayer(raster_layer_id) if raster_layer_id else None
     parent = node.parent() if node is not None else None
-    if isinstance(parent, QgsLayerTreeGroup):
-        parent.insertLayer(parent.children().index(node), layer)
-    else:
+    if not isinstance(parent, QgsLayerTreeGroup):
         root.insertLayer(0, layer)
+        return
+    children = parent.children()
+    index = next(i for i, child in enumerate(children) if child is node)
+    while index > 0:
+        above = children[index - 1]
+        above_layer = getattr(above, "layer", lambda: None)()
+        if above_layer is None or not above_layer.customProperty(RESULT_PROPERTY, False):
+            break
+        index -= 1
+    parent.insertLayer(index, layer)
 
 
 def format_area(area_m2: float) -> str:

@@ -1,8 +1,8 @@
 """Keep the backend's wheel-bundled GEOS/GDAL/PROJ apart from the ones QGIS links (Linux).
 
 The ``qgis`` and ``qgis_process`` executables link the distribution's GEOS, GDAL and PROJ, so
-those libraries sit in the process's *global* symbol scope. The shapely, rasterio and pyproj
-wheels bring their own (newer) copies, and on Linux the dynamic linker resolves their calls
+those libraries sit in the process's *global* symbol scope. The shapely, rasterio, pyogrio and
+pyproj wheels bring their own (newer) copies, and on Linux the dynamic linker resolves their calls
 against the global scope first: shapely 2.2 (GEOS 3.14) then calls Debian's GEOS 3.11 for most
 functions and its bundled GEOS for functions 3.11 lacks (``GEOSOrientPolygons_r``), mixing two
 libraries' objects - QGIS aborts with ``free(): invalid size`` (seen in the desktop and
@@ -11,7 +11,8 @@ modules load with ``RTLD_LOCAL``).
 
 The fix: import every compiled module of these packages once with ``RTLD_DEEPBIND``, so each
 binds to its own bundled libraries. Windows (per-DLL binding) and macOS (two-level namespaces)
-do not have the problem; there this is a no-op.
+do not have the problem; there this is a no-op. ``RS2SAM_NO_DEEPBIND=1`` switches it off (to
+reproduce the crash when debugging).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-PACKAGES = ("shapely", "pyproj", "rasterio")
-"""Wheels that bundle GEOS/PROJ/GDAL and are imported by the backend."""
+PACKAGES = ("shapely", "pyproj", "rasterio", "pyogrio")
+"""Wheels that bundle GEOS, PROJ or GDAL and are imported by the backend."""
 
 _lock = threading.Lock()
 _done = {"value": False}
@@ -54,7 +55,9 @@ def isolate_native_libraries() -> list[str]:
         Packages that were already imported without isolation (nothing can be done for them;
         a warning is logged), empty when all went well or on non-Linux platforms.
     """
-    deepbind = getattr(os, "RTLD_DEEPBIND", 0) if os.environ.get("RS2SAM_NO_DEEPBIND") != "1" else 0
+    deepbind = getattr(os, "RTLD_DEEPBIND", 0)
+    if os.environ.get("RS2SAM_NO_DEEPBIND") == "1":  # escape hatch for debugging
+        deepbind = 0
     if not sys.platform.startswith("linux") or not deepbind:
         return []
     with _lock:
@@ -82,3 +85,41 @@ def isolate_native_libraries() -> list[str]:
             sys.setdlopenflags(flags)
         _done["value"] = True
         return already
+
+
+_torch_done = {"value": False}
+
+
+def prepare_torch_stack() -> None:
+    """Import torch, then triton with ``RTLD_DEEPBIND`` (once; Linux).
+
+    torch imports triton (through ``torch._dynamo``, e.g. from ``torchvision.ops`` that
+    open_clip uses). ``libtriton.so`` carries its own LLVM, and inside the QGIS desktop another
+    LLVM (Mesa's, loaded for OpenGL) is in the global scope: importing triton normally segfaults
+    there (``triton/knobs.py`` importing ``triton._C.libtriton``). torch itself is imported with
+    the default flags first, so only triton is deep-bound. The plugin never compiles kernels, so
+    this only has to make the import safe.
+    """
+    deepbind = getattr(os, "RTLD_DEEPBIND", 0)
+    if os.environ.get("RS2SAM_NO_DEEPBIND") == "1":
+        deepbind = 0
+    with _lock:
+        if _torch_done["value"]:
+            return
+        import torch  # noqa: F401 - default flags
+
+        if (
+            sys.platform.startswith("linux")
+            and deepbind
+            and "triton" not in sys.modules
+            and importlib.util.find_spec("triton") is not None
+        ):
+            flags = sys.getdlopenflags()
+            sys.setdlopenflags(flags | deepbind)
+            try:
+                importlib.import_module("triton")
+            except Exception as exc:  # torch works without triton on CPU
+                logger.warning("triton could not be imported (%s); continuing without it", exc)
+            finally:
+                sys.setdlopenflags(flags)
+        _torch_done["value"] = True

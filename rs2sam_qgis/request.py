@@ -92,7 +92,7 @@ class RunOutcome:
         polygons: Number of polygons.
         area_m2: Total ground area of the polygons in m².
         seconds: Wall time of the whole run (model load included).
-        load_seconds: Time spent loading the model (0.0 when it was cached).
+        load_seconds: Time spent importing torch and loading the model (0.0 when cached).
         model_name: The segmenter's config name.
     """
 

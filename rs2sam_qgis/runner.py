@@ -19,7 +19,7 @@ from qgis.core import Qgis, QgsRectangle
 
 from ._backend import backend_module, get_backend
 from .models import CACHE
-from .native_libs import isolate_native_libraries
+from .native_libs import isolate_native_libraries, prepare_torch_stack
 from .request import ProviderSource, RunOutcome, SegmentRequest
 
 logger = logging.getLogger(__name__)
@@ -106,7 +106,13 @@ def run_segmentation(
 
     report(0.0)
     isolate_native_libraries()  # before the backend first imports shapely/pyproj/rasterio
+    import_start = time.perf_counter()
+    if request.model.standin is None:
+        prepare_torch_stack()  # torch, then triton deep-bound (QGIS desktop segfault otherwise)
+    import_seconds = time.perf_counter() - import_start
     segmenter, load_seconds = CACHE.get(request.model, request.device, request.threads)
+    if load_seconds > 0:
+        load_seconds += import_seconds  # first load: count the torch import as loading
     if cancelled():
         raise errors.Cancelled("cancelled after loading the model")
     report(LOAD_SHARE)

@@ -147,7 +147,7 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
                 tr("Threshold"),
                 QgsProcessingParameterNumber.Double,
                 0.5,
-                False,
+                True,  # optional: 0.5 when not set (models, qgis_process)
                 0.01,
                 1.0,
             )

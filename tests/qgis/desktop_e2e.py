@@ -2,8 +2,9 @@
 
 Configured by the JSON file named in ``RS2SAM_E2E_CONFIG``::
 
-    {"raster": "/path.tif", "queries": ["the red square"], "model_config": "standin:red",
-     "checkpoint": "", "extent_mode": "canvas", "threshold": 0.5,
+    {"raster": "/path.tif", "queries": ["the red square", {"text": "x", "model_config":
+     "test-tiny", "threshold": 0.01}], "model_config": "standin:red",
+     "checkpoint": "", "extent_mode": "canvas", "threshold": 0.5, "window_size": [1280, 800],
      "screenshot": "/out/main.png", "dock_screenshot": "/out/dock.png",
      "result_json": "/out/result.json", "timeout_s": 240}
 
@@ -49,8 +50,18 @@ def settle(seconds=1.0):
         time.sleep(0.02)
 
 
-def run_query(plugin, dock, text):
-    """Click Run for one query; measure wall time and the worst gap of a 50 ms timer."""
+def run_query(plugin, dock, query):
+    """Click Run for one query; measure wall time and the worst gap of a 50 ms timer.
+
+    ``query`` is the text, or a dict with ``text`` and optional ``model_config``/``threshold``.
+    """
+    if isinstance(query, str):
+        query = {"text": query}
+    text = query["text"]
+    if "model_config" in query:
+        dock.dev_model_combo.setEditText(query["model_config"])
+    if "threshold" in query:
+        dock.threshold_spin.setValue(float(query["threshold"]))
     gaps = []
     last = [time.perf_counter()]
 
@@ -79,6 +90,7 @@ def run_query(plugin, dock, text):
     outcome = getattr(task, "outcome", None)
     return {
         "text": text,
+        "model": dock.dev_model_combo.currentText() if query.get("model_config") else "",
         "finished": done,
         "wall_s": round(elapsed, 3),
         "run_s": round(outcome.seconds, 3) if outcome else None,
@@ -109,6 +121,9 @@ def main():
         RESULT["backend_module"] = (
             __import__("rs2sam_qgis._backend", fromlist=["get_backend"]).get_backend().__name__
         )
+        if CONFIG.get("window_size"):
+            iface.mainWindow().showNormal()
+            iface.mainWindow().resize(*CONFIG["window_size"])
         layer = QgsRasterLayer(CONFIG["raster"], os.path.basename(CONFIG["raster"]))
         if not layer.isValid():
             raise RuntimeError(f"raster {CONFIG['raster']} is not valid")

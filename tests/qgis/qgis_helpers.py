@@ -84,3 +84,42 @@ def messages(iface: object, level: str) -> list[str]:
     from qgis.core import Qgis
 
     return list(iface.messageBar().get_messages(getattr(Qgis, level)))  # type: ignore[attr-defined]
+
+
+# --- a local XYZ tile layer (file:// URLs, no network) ---------------------------------------
+XYZ_ZOOM, XYZ_X0, XYZ_Y0 = 17, 70000, 50000
+WEB_MERCATOR_HALF = 20037508.342789244
+
+
+def xyz_tile_bounds() -> tuple[float, float, float, float]:
+    """EPSG:3857 bounds of the 2 x 2 tiles written by :func:`write_xyz_tiles`."""
+    tile_m = 2 * WEB_MERCATOR_HALF / 2**XYZ_ZOOM
+    minx = -WEB_MERCATOR_HALF + XYZ_X0 * tile_m
+    maxy = WEB_MERCATOR_HALF - XYZ_Y0 * tile_m
+    return (minx, maxy - 2 * tile_m, minx + 2 * tile_m, maxy)
+
+
+def xyz_red_bounds() -> tuple[float, float, float, float]:
+    """EPSG:3857 bounds of the red square (tile pixels 192..320 of the 512 x 512 mosaic)."""
+    minx, miny, maxx, maxy = xyz_tile_bounds()
+    px = (maxx - minx) / 512
+    return (minx + 192 * px, maxy - 320 * px, minx + 320 * px, maxy - 192 * px)
+
+
+def write_xyz_tiles(root: Path) -> str:
+    """Write 2 x 2 PNG tiles (green, one red square across their shared corner); return the
+    QGIS ``wms`` provider URI of an XYZ layer reading them through ``file://`` URLs."""
+    from qgis.PyQt.QtGui import QColor, QImage, QPainter
+
+    for dx in range(2):
+        for dy in range(2):
+            image = QImage(256, 256, QImage.Format_ARGB32)
+            image.fill(QColor(60, 130, 60))
+            painter = QPainter(image)
+            painter.fillRect(192 - 256 * dx, 192 - 256 * dy, 128, 128, QColor(255, 0, 0))
+            painter.end()
+            folder = root / str(XYZ_ZOOM) / str(XYZ_X0 + dx)
+            folder.mkdir(parents=True, exist_ok=True)
+            assert image.save(str(folder / f"{XYZ_Y0 + dy}.png"))
+    url = f"file://{root}/%7Bz%7D/%7Bx%7D/%7By%7D.png"
+    return f"type=xyz&url={url}&zmin={XYZ_ZOOM}&zmax={XYZ_ZOOM}"

@@ -62,7 +62,10 @@ def test_desktop_qgis_loads_the_zip_and_runs_a_dock_query(
 ) -> None:
     config = {
         "raster": str(red_square_tif),
-        "queries": ["the red square"],
+        "queries": [
+            "the red square",
+            {"text": "anything", "model_config": "test-tiny", "threshold": 0.01},
+        ],
         "model_config": "standin:red",
         "extent_mode": "canvas",
         "output_dir": str(tmp_path / "results"),
@@ -77,15 +80,20 @@ def test_desktop_qgis_loads_the_zip_and_runs_a_dock_query(
     assert result["dock_open"]
     assert result["heavy_at_start"] == []  # nothing heavy at QGIS start-up
     assert result["backend_module"] == "rs2sam_qgis.libs.backend"  # the vendored copy
-    (query,) = result["queries"]
+    query, tiny = result["queries"]
     assert query["finished"], query
     (added,) = query["added_layers"]
     assert added["name"].startswith("the red square")
     assert added["crs"] == result["raster_crs"] == "EPSG:32633"
     assert added["features"] == 1
     assert Path(added["source"].split("|")[0]).parent == tmp_path / "results"
-    # the result layer sits in the layer tree, directly above the raster
+    # the result layers sit in the layer tree above the raster, the newest on top
     tree = result["layer_tree"]
-    assert tree.index(added["name"]) == tree.index("red_square.tif") - 1
+    tiny_name = result["queries"][1]["added_layers"][0]["name"]
+    assert tree == [tiny_name, added["name"], "red_square.tif"]
     assert result["screenshot_saved"] and Path(config["screenshot"]).stat().st_size > 10_000
-    print("desktop e2e:", json.dumps(query))
+    # the real model code (test-tiny, random init) runs inside the QGIS desktop as well
+    assert tiny["finished"] and tiny["polygons"] and tiny["polygons"] >= 1, tiny
+    (tiny_layer,) = tiny["added_layers"]
+    assert tiny_layer["crs"] == "EPSG:32633" and "random weights" in tiny_layer["name"]
+    print("desktop e2e:", json.dumps(result["queries"]))

@@ -251,3 +251,47 @@ def test_test_tiny_cold_then_warm_and_gui_responsiveness(
     assert len(CACHE) == 1
     record_property("test_tiny_timings", json.dumps(timings))
     print("test-tiny in QGIS:", json.dumps(timings))
+
+
+def test_web_xyz_layer_is_read_through_the_provider(plugin, qgis_iface, tmp_path) -> None:
+    """An XYZ layer (no local file) is read through a cloned provider at canvas resolution."""
+    from qgis.core import QgsCoordinateReferenceSystem, QgsRasterLayer, QgsRectangle
+    from qgis_helpers import write_xyz_tiles, xyz_red_bounds, xyz_tile_bounds
+
+    from rs2sam_qgis.request import ProviderSource
+
+    uri = write_xyz_tiles(tmp_path / "tiles")
+    from qgis.core import QgsProject
+
+    layer = QgsRasterLayer(uri, "xyz", "wms")
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    qgis_iface.mainWindow().show()  # a hidden canvas has a 98 x 28 px output size
+    wait_for(lambda: qgis_iface.mapCanvas().mapSettings().outputSize().width() > 500, 5)
+    canvas = qgis_iface.mapCanvas()
+    canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:3857"))
+    canvas.setExtent(QgsRectangle(*xyz_tile_bounds()))
+    dock = plugin.show_dock()
+    dock.layer_combo.setLayer(layer)
+    dock.extent_combo.setCurrentIndex(dock.extent_combo.findData("layer"))
+    dock.query_combo.setEditText("red")
+    dock.dev_model_combo.setEditText("standin:red")
+    dock.run_button.click()  # full extent of a tile layer is refused with a message
+    assert any("web/tile layer" in m for m in messages(qgis_iface, "Warning"))
+    assert plugin.controller.task is None
+
+    before = _layers()
+    task = _run(
+        plugin, "red", "standin:red", extent_combo="canvas", output_dir_widget=tmp_path / "out"
+    )
+    assert isinstance(task.request.source, ProviderSource)
+    assert task.outcome is not None, plugin.dock.status_label.text()
+    (result,) = [lyr for key, lyr in _layers().items() if key not in before]
+    assert result.crs().authid() == "EPSG:3857"
+    (feature,) = list(result.getFeatures())
+    box = feature.geometry().boundingBox()
+    pixel = canvas.mapUnitsPerPixel()
+    expected = xyz_red_bounds()
+    got = (box.xMinimum(), box.yMinimum(), box.xMaximum(), box.yMaximum())
+    assert got == pytest.approx(expected, abs=2.5 * pixel)
+    assert feature["source"] == "xyz"
