@@ -4,8 +4,8 @@ This module is stdlib-only, so the plugin can list models before torch is loaded
 
 Registry (see :func:`list_models`):
 
-* ``test-tiny``: random-init toy (≈3 M parameters, 128 px) that every CPU test builds.
-* ``nano``: ≈10 M parameters at 256 px, small enough to train from scratch on a CPU;
+* ``test-tiny``: random-init toy (≈2.4 M parameters, 128 px) that every CPU test builds.
+* ``nano``: ≈14 M parameters at 256 px, small enough to train from scratch on a CPU;
   its Hiera trunk is trainable (``freeze_trunk=False``) because no pretrained weights fit it.
 * ``base``: SAM 2.1 Hiera-S at 1024 px with an open_clip ViT-B-16 union encoder (one GPU).
 * ``large``: SAM 2.1 Hiera-L at 1024 px with ViT-L-14, paper scale (≈30 M adapter parameters).
@@ -216,7 +216,7 @@ register_model_config(
         text_fusion_heads=4,
         freeze_trunk=True,
         gsd_m=None,
-        description="Random-init toy for tests (128 px, ≈3 M parameters)",
+        description="Random-init toy for tests (128 px, ≈2.4 M parameters)",
     )
 )
 register_model_config(
@@ -237,7 +237,7 @@ register_model_config(
         freeze_trunk=False,  # no pretrained Hiera this small: train the trunk from scratch
         freeze_clip=False,
         gsd_m=0.3,
-        description="CPU-trainable from scratch (256 px, ≈12 M parameters, 16×16 prompt grid)",
+        description="CPU-trainable from scratch (256 px, ≈14 M parameters, 16×16 prompt grid)",
     )
 )
 register_model_config(
