@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from typing import Any
 
 from qgis.core import Qgis, QgsApplication, QgsProject
@@ -143,6 +145,8 @@ class SegmentController(QObject):
             )
         )
         if outcome.polygons == 0:
+            with contextlib.suppress(OSError):
+                os.remove(outcome.out_path)  # an empty file would only confuse
             message = tr(
                 "Nothing found for '{text}' above threshold {t:.2f} ({s:.1f} s). Try a lower "
                 "threshold, another extent or other words; no layer was added."

@@ -127,7 +127,8 @@ class SegmentDock(QgsDockWidget):
         main_form.addRow(tr("Find"), self.query_combo)
         main_form.addRow(tr("Raster layer"), self.layer_combo)
         main_form.addRow(tr("Extent"), self.extent_combo)
-        main_form.addRow(tr("Polygon layer"), self.aoi_layer_combo)
+        self.aoi_label = QLabel(tr("Polygon layer"), body)
+        main_form.addRow(self.aoi_label, self.aoi_layer_combo)
         main_form.addRow("", self.extent_info)
         main_form.addRow(tr("Threshold"), self.threshold_spin)
         main_form.addRow(tr("Minimum area"), self.min_area_spin)
@@ -290,7 +291,8 @@ class SegmentDock(QgsDockWidget):
     # ------------------------------------------------------------------ slots
     def _update_extent_widgets(self) -> None:
         is_selection = self.extent_combo.currentData() == "selection"
-        self.aoi_layer_combo.setEnabled(is_selection)
+        self.aoi_layer_combo.setVisible(is_selection)
+        self.aoi_label.setVisible(is_selection)
         self._update_extent_info()
 
     def _update_extent_info(self, *_args: object) -> None:

@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 PACKAGES = ("shapely", "pyproj", "rasterio", "pyogrio")
 """Wheels that bundle GEOS, PROJ or GDAL and are imported by the backend."""
 
+MARK = "_rs2sam_deepbind"
+"""Attribute set on each isolated package, so a reloaded plugin knows it was done."""
+
 _lock = threading.Lock()
 _done = {"value": False}
 
@@ -63,7 +66,11 @@ def isolate_native_libraries() -> list[str]:
     with _lock:
         if _done["value"]:
             return []
-        already = [p for p in PACKAGES if p in sys.modules]
+        already = [
+            p
+            for p in PACKAGES
+            if p in sys.modules and not getattr(sys.modules[p], MARK, False)  # plugin reloads
+        ]
         if already:
             logger.warning(
                 "%s were imported before the plugin could isolate their bundled GEOS/GDAL/PROJ "
@@ -83,6 +90,10 @@ def isolate_native_libraries() -> list[str]:
                         logger.debug("not preloading %s: %s", name, exc)
         finally:
             sys.setdlopenflags(flags)
+        for package in PACKAGES:
+            module = sys.modules.get(package)
+            if module is not None and package not in already:
+                setattr(module, MARK, True)
         _done["value"] = True
         return already
 

@@ -7,6 +7,7 @@ request and never raises. ``finished()`` (main thread) emits exactly one of ``su
 
 from __future__ import annotations
 
+import contextlib
 import os
 import traceback
 
@@ -84,7 +85,5 @@ class SegmentTask(QgsTask):
         """Nothing of a failed or cancelled run stays on disk."""
         path = self.request.out_path
         if path and os.path.exists(path):
-            try:
+            with contextlib.suppress(OSError):
                 os.remove(path)
-            except OSError:
-                pass

@@ -133,6 +133,18 @@ def test_memory_layer_and_selected_polygon_clip(plugin, qgis_iface, red_square_t
     assert clipped["area_m2"] == pytest.approx(RED_AREA_M2 / 2, rel=2e-3)
 
 
+def test_nothing_found_adds_no_layer_and_says_so(plugin, qgis_iface, red_square_tif, tmp_path):
+    raster = _add_raster(red_square_tif)
+    _show_on_canvas(qgis_iface, raster)
+    plugin.show_dock().layer_combo.setLayer(raster)
+    before = _layers()
+    task = _run(plugin, "nothing", "standin:constant:0.2", output_dir_widget=tmp_path / "out")
+    assert task.outcome is not None and task.outcome.polygons == 0
+    assert _layers().keys() == before.keys()
+    assert not Path(task.request.out_path).exists()
+    assert any("Nothing found for 'nothing'" in m for m in messages(qgis_iface, "Info"))
+
+
 def test_cancel_adds_nothing_and_leaves_no_file(plugin, qgis_iface, tmp_path) -> None:
     image = red_square_image(256)
     path = write_geotiff(tmp_path / "big.tif", image, (ORIGIN_X, ORIGIN_Y), PIXEL, 32633)
@@ -249,6 +261,9 @@ def test_test_tiny_cold_then_warm_and_gui_responsiveness(
         assert len(gaps) >= 1  # the event loop ran during the task
     assert timings[0]["load_s"] > 0 and timings[1]["load_s"] == 0.0  # cached, not reloaded
     assert len(CACHE) == 1
+    import torch
+
+    assert torch.get_num_threads() == 1  # the dock's thread setting reached torch
     record_property("test_tiny_timings", json.dumps(timings))
     print("test-tiny in QGIS:", json.dumps(timings))
 

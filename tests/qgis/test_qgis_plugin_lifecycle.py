@@ -151,3 +151,17 @@ def test_qgis_start_up_imports_nothing_heavy(sandbox_env) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["heavy"] == []
+
+
+def test_native_library_isolation_survives_a_plugin_reload() -> None:
+    """After a reload (fresh module state) the already isolated packages are not reported."""
+    import importlib
+
+    from rs2sam_qgis import native_libs
+
+    native_libs.isolate_native_libraries()
+    import shapely
+
+    assert getattr(shapely, native_libs.MARK, False) or "shapely" not in native_libs.PACKAGES
+    reloaded = importlib.reload(native_libs)
+    assert reloaded.isolate_native_libraries() == []
