@@ -23,7 +23,7 @@ Our model outputs one logit per pixel, ``p = sigmoid(logit)``. The equivalents h
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -144,7 +144,7 @@ class LossConfig:
     bce_weight: float = 0.9
     dice_weight: float = 0.1
     boundary_weight: float = 0.2
-    class_weights: tuple[float, float] = (0.9, 1.1)
+    class_weights: list[float] = field(default_factory=lambda: [0.9, 1.1])
     boundary_mode: str = "soft"
     dice_classes: str = "both"
 
@@ -187,7 +187,8 @@ class ReferringLoss(nn.Module):
         """
         cfg = self.cfg
         logits = logits.float()  # losses in fp32 even under bf16 autocast
-        bce = weighted_bce(logits, target, tuple(cfg.class_weights))  # type: ignore[arg-type]
+        w_bg, w_fg = cfg.class_weights
+        bce = weighted_bce(logits, target, (w_bg, w_fg))
         dice = dice_loss(logits, target, cfg.dice_classes)
         if text_weight is not None and cfg.boundary_weight != 0:
             tbl = text_guided_boundary_loss(logits, target, text_weight.float(), cfg.boundary_mode)

@@ -1,0 +1,318 @@
+"""Training configuration: a dataclass tree, YAML files in ``training/configs/``, dotlist overrides.
+
+``load_train_config(path, ["optim.lr_new=3e-4", "epochs=5"])`` merges defaults <- YAML <-
+overrides through OmegaConf's structured configs, so unknown keys and wrongly typed values are
+rejected with the key's full name, and every ``__post_init__`` check runs on the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backend.errors import ConfigError
+from training.losses import LossConfig
+
+DATASET_FORMATS = ("refsegrs", "rrsisd", "synthetic")
+SCHEDULES = ("constant", "step", "cosine", "linear")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+EVAL_MODES = ("paper", "native")
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass
+class DataSetConfig:
+    """One data set in the mix.
+
+    Attributes:
+        format: ``refsegrs`` (also every generated set), ``rrsisd`` or ``synthetic``.
+        root: Data folder (relative paths are relative to the working directory).
+        tag: Name in logs and metrics; default: the folder name (or the format).
+        train_split: Split used for training ("" = not trained on).
+        val_split: Split used for validation ("" = not validated on).
+        repeat: Integer oversampling factor of this set in the training mix.
+        max_train_samples: Keep only the first N training samples (0 = all).
+        max_val_samples: Validate on a fixed seeded subset of N samples (0 = all).
+        types: Keep only these expression types (empty = all; untyped samples are kept).
+        synthetic_samples: Size of a synthetic split.
+        synthetic_size_px: Image side of synthetic samples.
+    """
+
+    format: str = "refsegrs"
+    root: str = ""
+    tag: str = ""
+    train_split: str = "train"
+    val_split: str = "val"
+    repeat: int = 1
+    max_train_samples: int = 0
+    max_val_samples: int = 0
+    types: list[str] = field(default_factory=list)
+    synthetic_samples: int = 32
+    synthetic_size_px: int = 96
+
+    def __post_init__(self) -> None:
+        _check(self.format in DATASET_FORMATS,
+               f"data set format must be one of {DATASET_FORMATS}, got {self.format!r}")
+        _check(self.format == "synthetic" or bool(self.root),
+               f"data set of format {self.format!r} needs a root folder (data.sets.N.root=DIR)")
+        _check(self.repeat >= 1, f"repeat must be >= 1, got {self.repeat}")
+        if not self.tag:
+            self.tag = Path(self.root).name if self.root else self.format
+
+
+@dataclass
+class DataConfig:
+    """The training / validation data.
+
+    Attributes:
+        sets: Data sets (trained on their ``train_split``, validated on their ``val_split``).
+        num_workers: DataLoader workers per process (0 = load in the training process).
+        image_size: Network input side in px; 0 = the model config's ``image_size``.
+    """
+
+    sets: list[DataSetConfig] = field(default_factory=list)
+    num_workers: int = 0
+    image_size: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.num_workers >= 0, f"data.num_workers must be >= 0, got {self.num_workers}")
+
+
+@dataclass
+class AugmentConfig:
+    """Augmentations that keep the expression true (see :mod:`training.data.transforms`).
+
+    Attributes:
+        hflip: Probability of a horizontal flip; left/right words are swapped in the text.
+        vflip: Probability of a vertical flip; top/bottom, upper/lower, above/below swapped.
+        scale_crop: Probability of a random scale-crop, only for expressions without spatial,
+            ordinal, size or relational words, keeping at least ``crop_keep`` of the target.
+        crop_scale: Smallest crop side as a fraction of the image side.
+        crop_keep: Share of the target pixels a crop must keep.
+        brightness: Max relative brightness change (0 = off).
+        contrast: Max relative contrast change (0 = off).
+        cutout_fraction: Share of training samples (fixed subset, seeded) that get black boxes
+            (the paper's RRSIS-D recipe: 0.2).
+        cutout_boxes: Range of the number of boxes.
+        cutout_box_frac: Box side as a fraction of the image side (32 / 800 in the paper).
+    """
+
+    hflip: float = 0.0
+    vflip: float = 0.0
+    scale_crop: float = 0.0
+    crop_scale: float = 0.6
+    crop_keep: float = 0.7
+    brightness: float = 0.0
+    contrast: float = 0.0
+    cutout_fraction: float = 0.0
+    cutout_boxes: list[int] = field(default_factory=lambda: [20, 60])
+    cutout_box_frac: float = 0.04
+
+    def __post_init__(self) -> None:
+        for name in ("hflip", "vflip", "scale_crop", "cutout_fraction"):
+            v = getattr(self, name)
+            _check(0.0 <= v <= 1.0, f"augment.{name} is a probability in [0, 1], got {v}")
+        _check(0.1 <= self.crop_scale <= 1.0,
+               f"augment.crop_scale must be in [0.1, 1], got {self.crop_scale}")
+        _check(len(self.cutout_boxes) == 2 and 0 <= self.cutout_boxes[0] <= self.cutout_boxes[1],
+               f"augment.cutout_boxes must be [min, max], got {self.cutout_boxes}")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with two learning-rate groups and a schedule.
+
+    Attributes:
+        lr_base: LR of the ``base`` group (pretrained parts; 5e-5 in the paper).
+        lr_new: LR of the ``new`` group (adapters, MPG, fusion; 1e-4 in the paper).
+        weight_decay: AdamW weight decay (0.01).
+        betas: AdamW betas.
+        eps: AdamW epsilon.
+        grad_clip_norm: Clip the global grad norm to this (0 = off; the paper does not clip).
+        schedule: ``constant`` (paper), ``step`` (x ``gamma`` at each of ``step_epochs``),
+            ``cosine`` or ``linear`` decay to ``min_lr_ratio`` over the run.
+        warmup_steps: Linear warm-up optimiser steps (0 = none).
+        step_epochs: Epoch indices (0-based) where a ``step`` schedule multiplies by ``gamma``.
+        gamma: Step factor.
+        min_lr_ratio: Final LR / initial LR for cosine and linear.
+    """
+
+    lr_base: float = 5e-5
+    lr_new: float = 1e-4
+    weight_decay: float = 0.01
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    grad_clip_norm: float = 0.0
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    step_epochs: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+    min_lr_ratio: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(self.schedule in SCHEDULES,
+               f"optim.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        _check(self.lr_base >= 0 and self.lr_new >= 0, "learning rates must be >= 0")
+        _check(len(self.betas) == 2, f"optim.betas needs 2 values, got {self.betas}")
+
+
+@dataclass
+class CurriculumStage:
+    """From ``start_epoch`` on, train only on these expression types (empty = all)."""
+
+    start_epoch: int = 0
+    types: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainConfig:
+    """Everything one run needs; saved next to every checkpoint it writes.
+
+    Attributes:
+        model: Model registry name (``backend.model.configs.list_models()``).
+        model_overrides: ModelConfig fields to replace (e.g. ``{image_size: 320}``).
+        init_checkpoint: Our ``.safetensors`` to start from ("" = random init).
+        sam2_weights: Official SAM 2 / 2.1 ``.pt`` to initialise the SAM 2 parts.
+        clip_weights: open_clip weight file to initialise the CLIP towers.
+        data: Data sets and loading.
+        augment: Augmentations.
+        optim: Optimiser and schedule.
+        loss: Loss weights and variants.
+        curriculum: Expression types per epoch range (empty = all types throughout).
+        epochs: Number of epochs.
+        batch_size: Samples per process per micro-step.
+        grad_accum_steps: Micro-steps per optimiser step (global batch =
+            ``batch_size * grad_accum_steps * world_size``).
+        max_steps_per_epoch: Cap on optimiser steps per epoch (0 = the full epoch).
+        precision: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``bf16``, ``fp16``
+            (CUDA, with a grad scaler) or ``fp32``.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
+        threads: ``torch.set_num_threads`` per process (0 = leave torch's default).
+        seed: Seeds init-independent randomness (shuffling, augmentation, dropout).
+        out_dir: Run folder: checkpoints, CSV logs, curves, config.
+        resume: ``""`` (fresh run; refuses a non-empty out_dir), ``"auto"`` (resume from
+            ``out_dir/last.pt`` when it exists) or a path to a training checkpoint.
+        eval_every: Validate every N epochs (and after the last).
+        eval_mode: ``paper`` (network resolution) or ``native`` (original size).
+        eval_batch_size: Validation batch size per process.
+        save_every_steps: Also write ``last.pt`` every N optimiser steps (0 = epoch ends only).
+        keep_epoch_checkpoints: Keep ``epoch_NNN.pt`` of every epoch besides ``last.pt``.
+        log_every: Write a training log row every N optimiser steps.
+        progress: Show tqdm bars (main process only).
+        find_unused_parameters: DDP option, for models with branches unused in a step.
+        export_fp16: Store the exported ``best.safetensors`` / ``final.safetensors`` in fp16.
+        stop_at_miou: Stop after an evaluation where every val set reaches this mIoU (x100;
+            0 = never stop early).
+    """
+
+    model: str = "nano"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    init_checkpoint: str = ""
+    sam2_weights: str = ""
+    clip_weights: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    curriculum: list[CurriculumStage] = field(default_factory=list)
+    epochs: int = 40
+    batch_size: int = 1
+    grad_accum_steps: int = 1
+    max_steps_per_epoch: int = 0
+    precision: str = "auto"
+    device: str = "auto"
+    threads: int = 0
+    seed: int = 2401
+    out_dir: str = "runs/default"
+    resume: str = ""
+    eval_every: int = 1
+    eval_mode: str = "paper"
+    eval_batch_size: int = 4
+    save_every_steps: int = 0
+    keep_epoch_checkpoints: bool = False
+    log_every: int = 10
+    progress: bool = True
+    find_unused_parameters: bool = False
+    export_fp16: bool = False
+    stop_at_miou: float = 0.0
+
+    def __post_init__(self) -> None:
+        from backend.model.configs import get_model_config
+
+        get_model_config(self.model)  # ConfigError listing the valid names
+        _check(bool(self.data.sets), "data.sets is empty: name at least one data set")
+        _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _check(self.grad_accum_steps >= 1,
+               f"grad_accum_steps must be >= 1, got {self.grad_accum_steps}")
+        _check(self.precision in PRECISIONS,
+               f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        _check(self.eval_mode in EVAL_MODES,
+               f"eval_mode must be one of {EVAL_MODES}, got {self.eval_mode!r}")
+        _check(self.eval_every >= 1, f"eval_every must be >= 1, got {self.eval_every}")
+        _check(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
+        starts = [s.start_epoch for s in self.curriculum]
+        _check(starts == sorted(starts), f"curriculum start epochs must increase, got {starts}")
+
+
+def _format_omegaconf_error(err: Exception) -> str:
+    key = getattr(err, "full_key", None) or ""
+    msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return f"{msg} (key {key!r})" if key and key not in msg else msg
+
+
+def load_train_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Defaults, then the YAML file, then ``key=value`` overrides; types checked on every merge.
+
+    Args:
+        path: A YAML file (or None for the defaults).
+        overrides: Dotlist overrides, e.g. ``["optim.lr_new=1e-3", "epochs=2"]``; list items
+            by index (``data.sets.0.root=DIR``); values are parsed as YAML.
+
+    Returns:
+        The validated :class:`TrainConfig`.
+
+    Raises:
+        ConfigError: Missing file, unknown key, wrong type or an invalid value.
+    """
+    import yaml
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    merged = OmegaConf.structured(TrainConfig)
+    try:
+        if path is not None:
+            p = Path(path)
+            if not p.is_file():
+                known = ", ".join(sorted(f.name for f in CONFIG_DIR.glob("*.yaml")))
+                raise ConfigError(
+                    f"config file {str(p)!r} not found; the bundled ones are in "
+                    f"training/configs/: {known}"
+                )
+            merged = OmegaConf.merge(merged, OmegaConf.load(p))
+        bad = [o for o in overrides or [] if "=" not in o]
+        if bad:
+            raise ConfigError(f"overrides must look like key=value, got {bad}")
+        for item in overrides or []:  # one by one: OmegaConf.update understands list indices
+            key, value = item.split("=", 1)
+            OmegaConf.update(merged, key.strip(), yaml.safe_load(value) if value else "",
+                             merge=True)
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"bad training config: {_format_omegaconf_error(err)}") from None
+    if not isinstance(cfg, TrainConfig):
+        raise ConfigError(f"config did not produce a TrainConfig (got {type(cfg).__name__})")
+    return cfg
+
+
+def config_to_yaml(cfg: TrainConfig) -> str:
+    """The resolved config as YAML (written into every run folder and checkpoint)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))

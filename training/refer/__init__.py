@@ -1,0 +1,1 @@
+"""Referring-expression builder: labelled masks -> (image, expression, mask) triples."""
