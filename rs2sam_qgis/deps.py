@@ -24,6 +24,7 @@ REQUIRED: dict[str, str] = {
     "rasterio": "rasterio==1.4.4",
     "shapely": "shapely>=2.0,<3",
     "pyproj": "pyproj>=3.6,<4",
+    "pyogrio": "pyogrio>=0.10,<1",
     "safetensors": "safetensors>=0.4,<1",
     "omegaconf": "omegaconf>=2.3,<2.4",
     "hydra": "hydra-core==1.3.8",
