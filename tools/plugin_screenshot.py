@@ -27,6 +27,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _shrink_png(path: Path) -> None:
+    """Re-save a screenshot with a 256-colour palette (about 3x smaller, fine for UI shots)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        rgb = image.convert("RGB")
+    palette = rgb.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    palette.save(path, optimize=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -121,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
             return 1
         result = json.loads(result_path.read_text(encoding="utf-8"))
+        if args.out and args.out.exists():
+            _shrink_png(args.out)
         print(
             json.dumps(
                 {"ok": result["ok"], "errors": result["errors"], "queries": result["queries"]},
