@@ -74,6 +74,10 @@ class ModelConfig:
         gsd_m: Working ground resolution in metres per pixel the model is meant to see, or
             None to use a raster's native resolution.
         description: One line for model pickers.
+        use_bhfm: Ablation switch. False builds plain Hiera blocks (no Space/MLP adapters,
+            no text inside the image encoder); the decoder text fusion is kept.
+        use_mpg_dense: Ablation switch. False drops the mask prompt generator: the dense
+            prompt is SAM's (then trainable) ``no_mask_embed``; the sparse class token stays.
     """
 
     name: str
@@ -97,6 +101,8 @@ class ModelConfig:
     freeze_clip: bool = False
     gsd_m: float | None = None
     description: str = ""
+    use_bhfm: bool = True
+    use_mpg_dense: bool = True
 
     def __post_init__(self) -> None:
         if not self.name:

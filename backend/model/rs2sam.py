@@ -183,15 +183,16 @@ class RS2SAM2(nn.Module):
         self.prompt_dim = prompt_dim
 
         self.text_state = TextState()
-        add_adapters(
-            self.image_encoder.trunk,
-            self.text_state,
-            text_dim=prompt_dim,
-            ratio=config.adapter_ratio,
-            heads=config.adapter_heads,
-            alpha=config.text_update_alpha,
-            mlp_scale=config.mlp_adapter_scale,
-        )
+        if config.use_bhfm:
+            add_adapters(
+                self.image_encoder.trunk,
+                self.text_state,
+                text_dim=prompt_dim,
+                ratio=config.adapter_ratio,
+                heads=config.adapter_heads,
+                alpha=config.text_update_alpha,
+                mlp_scale=config.mlp_adapter_scale,
+            )
         self.union = build_union_encoder(config, clip)
         d = self.union.dim
         if d % config.mpg_heads or prompt_dim % config.text_fusion_heads:
@@ -202,7 +203,8 @@ class RS2SAM2(nn.Module):
         self.sparse_proj = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, prompt_dim))
         self.text_proj = nn.Linear(d, prompt_dim)
         self.boundary_head = nn.Linear(prompt_dim, 1)
-        self.mpg = MaskPromptGenerator(d, config.mpg_heads)
+        # ablation use_mpg_dense=False: no MPG; SAM's no_mask_embed is the dense prompt
+        self.mpg = MaskPromptGenerator(d, config.mpg_heads) if config.use_mpg_dense else None
         self.text_fusion = TextFusion(prompt_dim, config.text_fusion_heads)
 
         clip_mean = getattr(clip.visual, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)
@@ -244,11 +246,17 @@ class RS2SAM2(nn.Module):
         * ``freeze_clip``: the open_clip towers are frozen, except (design B) the ViT blocks
           that see text and ``ln_post``.
         * Always frozen: heads whose outputs are never used (IoU and object-score heads, point
-          and box prompt embeddings, the no-mask embedding).
+          and box prompt embeddings, the no-mask embedding). With ``use_mpg_dense=False`` the
+          no-mask embedding is the dense prompt (trainable) and the mask downscaling is unused
+          (frozen).
         """
+        unused = _UNUSED_PREFIXES
+        if not self.config.use_mpg_dense:
+            unused = tuple(p for p in unused if p != "sam_prompt_encoder.no_mask_embed.")
+            unused += ("sam_prompt_encoder.mask_downscaling.",)
         for name, param in self.named_parameters():
             param.requires_grad_(True)
-            if name.startswith(_UNUSED_PREFIXES):
+            if name.startswith(unused):
                 param.requires_grad_(False)
         if self.config.freeze_trunk:
             for name, param in self.image_encoder.named_parameters():
@@ -418,22 +426,33 @@ class RS2SAM2(nn.Module):
         sparse = self.sparse_proj(union.cls)  # (B, 1, C)
         text_feat = self.text_proj(union.txt)  # (B, L, C)
         boundary_weight = self.boundary_head(text_feat[:, 0]).squeeze(-1).float()
-        pseudo_mask = self.mpg(union.cls, union.vis).float()  # (B, 1, g, g)
+        if self.mpg is not None:
+            pseudo_mask = self.mpg(union.cls, union.vis).float()  # (B, 1, g, g)
+        else:  # ablation: no pseudo-mask (reported as zeros)
+            b, g1, g2, _ = union.vis.shape
+            pseudo_mask = union.vis.new_zeros((b, 1, g1, g2), dtype=torch.float32)
 
         image_embed, high_res = self.encode_image(inputs.sam_images, text_feat, pad)
         h, w = image_embed.shape[-2:]
         image_pe = self.sam_prompt_encoder.pe_layer((h, w)).unsqueeze(0).to(image_embed.dtype)
         image_embed = self.text_fusion(image_embed, image_pe, text_feat, pad)
 
-        mask_prompt = F.interpolate(
-            pseudo_mask,
-            size=(4 * h, 4 * w),
-            mode="bilinear",
-            align_corners=False,
-            antialias=True,
-        )
-        sparse_empty, dense = self.sam_prompt_encoder(points=None, boxes=None, masks=mask_prompt)
-        sparse = torch.cat([sparse_empty.to(sparse.dtype), sparse], dim=1)
+        if self.mpg is not None:
+            mask_prompt = F.interpolate(
+                pseudo_mask,
+                size=(4 * h, 4 * w),
+                mode="bilinear",
+                align_corners=False,
+                antialias=True,
+            )
+            sparse_empty, dense = self.sam_prompt_encoder(
+                points=None, boxes=None, masks=mask_prompt
+            )
+            sparse = torch.cat([sparse_empty.to(sparse.dtype), sparse], dim=1)
+        else:  # SAM's "no mask" dense embedding, at this input's feature size
+            dense = self.sam_prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(
+                image_embed.shape[0], -1, h, w
+            )
         low_res, _iou, _tokens, _obj = self.sam_mask_decoder(
             image_embeddings=image_embed,
             image_pe=image_pe,
@@ -448,8 +467,8 @@ class RS2SAM2(nn.Module):
         return ModelOutput(logits, pseudo_mask, boundary_weight, text_feat)
 
     def adapted_blocks(self) -> list[AdaptedBlock]:
-        """The Hiera blocks, each wrapped with its adapters."""
-        return list(self.image_encoder.trunk.blocks)
+        """The Hiera blocks, each wrapped with its adapters (empty when ``use_bhfm`` is False)."""
+        return [b for b in self.image_encoder.trunk.blocks if isinstance(b, AdaptedBlock)]
 
 
 def _channel_stat(values: Sequence[float]) -> torch.Tensor:
