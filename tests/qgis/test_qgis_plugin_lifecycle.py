@@ -6,6 +6,7 @@ import json
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from qgis_helpers import ROOT
@@ -89,8 +90,8 @@ def test_init_gui_then_unload_leaves_nothing_behind_twice(qgis_iface, clean_proj
 
 def test_unload_while_a_task_runs_cancels_it(plugin, red_square_tif) -> None:
     """Unloading mid-run cancels the task and nothing is added afterwards."""
-    pytest.importorskip("rs2sam_qgis")
-    from qgis.core import QgsApplication, QgsProject, QgsRasterLayer
+    from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsTask
+    from qgis_helpers import wait_for
 
     layer = QgsRasterLayer(str(red_square_tif), "red")
     QgsProject.instance().addMapLayer(layer)
@@ -98,18 +99,19 @@ def test_unload_while_a_task_runs_cancels_it(plugin, red_square_tif) -> None:
     dock.layer_combo.setLayer(layer)
     dock.extent_combo.setCurrentIndex(dock.extent_combo.findData("layer"))
     dock.query_combo.setEditText("red things")
-    dock.dev_model_combo.setEditText("standin:sleep:1")
+    dock.dev_model_combo.setEditText("standin:sleep:2:32")  # several 2 s tiles
     controller = plugin.controller
     controller.deps_report = None
     dock.run_button.click()
     task = controller.task
-    if task is None:  # dependencies missing in this interpreter: nothing to cancel
-        pytest.skip("backend dependencies missing")
-    plugin.unload()
-    from qgis_helpers import wait_for
-
+    assert task is not None, dock.status_label.text()
+    assert wait_for(lambda: task.status() == QgsTask.Running, 10)
+    out_path = Path(task.request.out_path)
+    plugin.unload()  # mid-run
     assert wait_for(lambda: task not in QgsApplication.taskManager().tasks(), 30)
+    assert task.was_cancelled
     assert [lyr.name() for lyr in QgsProject.instance().mapLayers().values()] == ["red"]
+    assert not out_path.exists()
     plugin.initGui()  # so the fixture's unload has something to undo
 
 
