@@ -21,8 +21,6 @@ from .tasks import SegmentTask
 
 logger = logging.getLogger(__name__)
 
-TITLE = "Segment by text"
-
 
 class SegmentController(QObject):
     """Connects the dock to :class:`SegmentTask` and the project.
@@ -39,6 +37,7 @@ class SegmentController(QObject):
         self.task: SegmentTask | None = None
         self.deps_report: DependencyReport | None = None
         self.last_layer_id = ""
+        self.title = tr("Segment by text")
         dock.segment_requested.connect(self.start)
         dock.invalid_input.connect(self.show_problem)
         dock.cancel_requested.connect(self.cancel)
@@ -108,7 +107,7 @@ class SegmentController(QObject):
     def show_problem(self, message: str) -> None:
         """A user-fixable problem: message bar warning + status line; nothing runs."""
         self.dock.set_status(message)
-        self.iface.messageBar().pushMessage(TITLE, message, level=Qgis.Warning, duration=8)
+        self.iface.messageBar().pushMessage(self.title, message, level=Qgis.Warning, duration=8)
 
     # ------------------------------------------------------------------ private
     def _dependencies_ok(self) -> bool:
@@ -122,7 +121,7 @@ class SegmentController(QObject):
         log_error(text)
         self.dock.set_status(text)
         self.iface.messageBar().pushMessage(
-            TITLE,
+            self.title,
             tr("Missing or incompatible Python packages; 'Show more' has the install command."),
             text,
             level=Qgis.Critical,
@@ -152,7 +151,7 @@ class SegmentController(QObject):
                 "threshold, another extent or other words; no layer was added."
             ).format(text=request.text, t=request.threshold, s=outcome.seconds)
             self.dock.set_status(message)
-            self.iface.messageBar().pushMessage(TITLE, message, level=Qgis.Info, duration=8)
+            self.iface.messageBar().pushMessage(self.title, message, level=Qgis.Info, duration=8)
             return
         try:
             layer = load_result_layer(outcome, request)
@@ -166,10 +165,10 @@ class SegmentController(QObject):
         self.dock.set_status(
             text + ("\n" + self.dock.temp_output_warning if self.dock.temp_output_warning else "")
         )
-        self.iface.messageBar().pushMessage(TITLE, text, level=Qgis.Success, duration=6)
+        self.iface.messageBar().pushMessage(self.title, text, level=Qgis.Success, duration=6)
         if self.dock.temp_output_warning and not request.memory_layer:
             self.iface.messageBar().pushMessage(
-                TITLE, self.dock.temp_output_warning, level=Qgis.Warning, duration=10
+                self.title, self.dock.temp_output_warning, level=Qgis.Warning, duration=10
             )
 
     def _on_failed(self, message: str, details: str) -> None:
@@ -178,10 +177,12 @@ class SegmentController(QObject):
         self.dock.set_status(tr("Failed: {message}").format(message=message))
         if details:
             self.iface.messageBar().pushMessage(
-                TITLE, message, details, level=Qgis.Critical, duration=0
+                self.title, message, details, level=Qgis.Critical, duration=0
             )
         else:
-            self.iface.messageBar().pushMessage(TITLE, message, level=Qgis.Critical, duration=0)
+            self.iface.messageBar().pushMessage(
+                self.title, message, level=Qgis.Critical, duration=0
+            )
 
     def _on_cancelled(self) -> None:
         self._finish()
@@ -189,7 +190,7 @@ class SegmentController(QObject):
         self.dock.set_progress(0)
         self.dock.set_status(tr("Cancelled; nothing was added."))
         self.iface.messageBar().pushMessage(
-            TITLE, tr("Cancelled; nothing was added."), level=Qgis.Info, duration=5
+            self.title, tr("Cancelled; nothing was added."), level=Qgis.Info, duration=5
         )
 
 
