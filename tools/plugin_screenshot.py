@@ -77,8 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         ini.parent.mkdir(parents=True)
         ini.write_text("[PythonPlugins]\nrs2sam_qgis=true\n", encoding="utf-8")
         width, height = (int(v) for v in args.size.split("x"))
+        raster = work / args.raster.name  # a copy: QGIS writes .aux.xml files next to rasters
+        shutil.copy2(args.raster, raster)
         config = {
-            "raster": str(args.raster.resolve()),
+            "raster": str(raster),
             "queries": args.query,
             "model_config": args.model_config,
             "checkpoint": args.checkpoint,
