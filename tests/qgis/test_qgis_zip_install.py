@@ -119,26 +119,34 @@ from rs2sam_qgis._backend import get_backend
 result["plugin_file"] = rs2sam_qgis.__file__
 result["backend"] = get_backend().__name__
 result["provider"] = QgsApplication.processingRegistry().providerById("rs2sam") is not None
-plugin = qgis.utils.plugins["rs2sam_qgis"]
 layer = QgsRasterLayer(raster, "red")
 QgsProject.instance().addMapLayer(layer)
 canvas = iface.mapCanvas()
 canvas.setDestinationCrs(layer.crs())
 canvas.setExtent(layer.extent())
-dock = plugin.show_dock()
-dock.layer_combo.setLayer(layer)
-dock.settings.dev_models = True
-dock.query_combo.setEditText("the red square")
-dock.dev_model_combo.setEditText("standin:red")
-dock.output_dir_widget.setFilePath(out_dir)
-dock.run_button.click()
-deadline = time.monotonic() + 60
-while plugin.controller.task is not None and time.monotonic() < deadline:
-    app.processEvents()
-    time.sleep(0.01)
+
+
+def run_query(text):
+    plugin = qgis.utils.plugins["rs2sam_qgis"]
+    dock = plugin.show_dock()
+    dock.layer_combo.setLayer(layer)
+    dock.settings.dev_models = True
+    dock.query_combo.setEditText(text)
+    dock.dev_model_combo.setEditText("standin:red")
+    dock.output_dir_widget.setFilePath(out_dir)
+    dock.run_button.click()
+    deadline = time.monotonic() + 60
+    while plugin.controller.task is not None and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.01)
+    return dock.status_label.text()
+
+
+result["status"] = run_query("the red square")
+result["reloaded"] = qgis.utils.reloadPlugin("rs2sam_qgis")  # what Plugin Reloader does
+result["status_after_reload"] = run_query("red again")
 added = [l for l in QgsProject.instance().mapLayers().values() if l is not layer]
-result["added"] = [(l.name(), l.featureCount(), l.crs().authid()) for l in added]
-result["status"] = dock.status_label.text()
+result["added"] = sorted((l.name(), l.featureCount(), l.crs().authid()) for l in added)
 result["unloaded"] = qgis.utils.unloadPlugin("rs2sam_qgis")
 result["provider_after_unload"] = (
     QgsApplication.processingRegistry().providerById("rs2sam") is not None
@@ -175,5 +183,9 @@ def test_zip_installed_in_a_fresh_profile_loads_and_runs(
     assert result["available"] and result["loaded"] and result["started"] and result["provider"]
     assert Path(result["plugin_file"]).is_relative_to(plugins)
     assert result["backend"] == "rs2sam_qgis.libs.backend"
-    assert result["added"] == [["the red square [stand-in red]", 1, "EPSG:32633"]], result
+    assert result["reloaded"] is not False
+    assert result["added"] == [
+        ["red again [stand-in red]", 1, "EPSG:32633"],
+        ["the red square [stand-in red]", 1, "EPSG:32633"],
+    ], result
     assert result["unloaded"] and not result["provider_after_unload"]
