@@ -63,7 +63,12 @@ class DependencyReport:
         if self.ok:
             return []
         python = _quote(python_executable())
-        reqs = [REQUIRED[name] for name in self.missing if name in REQUIRED]
+        names = list(self.missing)
+        if "torch" in names:
+            names.append("torchvision")  # must match the torch version
+        if "sam2" in names:
+            names += ["hydra", "iopath", "omegaconf"]  # sam2 is installed with --no-deps
+        reqs = list(dict.fromkeys(REQUIRED[name] for name in names if name in REQUIRED))
         reqs += [*EXTRA_PINS, self.numpy_pin]
         commands = [f"{python} -m pip install " + " ".join(_quote(r) for r in reqs)]
         if "sam2" in self.missing:
