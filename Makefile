@@ -38,7 +38,8 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 test: setup  ## the whole suite: unit tests and real-QGIS tests (offscreen), CPU only
-	@$(PY) -m pytest -q; rc=$$?; \
+	@export HOME=$$(mktemp -d) XDG_DATA_HOME=$$(mktemp -d) XDG_CONFIG_HOME=$$(mktemp -d); \
+	  $(PY) -m pytest -q; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose" >&2; fi; exit $$rc
 
 test-fast: setup  ## unit tests only (no QGIS)
