@@ -129,7 +129,8 @@ def overlay_png(
             for polygon in getattr(geom, "geoms", [geom]):
                 for ring in [polygon.exterior, *polygon.interiors]:
                     xy = np.asarray(ring.coords)
-                    cols, rows = inverse * (xy[:, 0], xy[:, 1])
+                    cols = inverse.a * xy[:, 0] + inverse.b * xy[:, 1] + inverse.c
+                    rows = inverse.d * xy[:, 0] + inverse.e * xy[:, 1] + inverse.f
                     ax.plot(cols, rows, **style)
 
     draw(truth, color="#00e5ff", linewidth=1.2, linestyle="--")
