@@ -253,6 +253,8 @@ def segment_raster(
     is_cancelled: CancelFn | None = None,
     strip_rows: int = 128,
     source_name: str | None = None,
+    aoi: Any = None,
+    aoi_crs: Any = None,
 ) -> SegmentResult:
     """Segment what ``text`` describes in a georeferenced raster; polygons in the raster CRS.
 
@@ -287,6 +289,10 @@ def segment_raster(
         strip_rows: Raster rows vectorised at a time (memory/speed knob; results do not
             depend on it).
         source_name: Name written to the ``source`` field; default the file name.
+        aoi: Area of interest, a shapely polygon/multipolygon or WKT: only pixels whose centre
+            lies inside it can become polygons (scores and areas describe the inside part).
+            Without ``bbox`` its bounds are the bbox.
+        aoi_crs: CRS of ``aoi``; None = the raster CRS.
 
     Returns:
         The polygons, their attributes (:data:`FIELDS`) and run details.
@@ -332,6 +338,8 @@ def segment_raster(
             progress=progress,
             is_cancelled=is_cancelled,
             source_name=source_name,
+            aoi=aoi,
+            aoi_crs=aoi_crs,
         )
 
 
@@ -373,6 +381,8 @@ def segment_array(
     assume_crs = kwargs.pop("assume_crs", None)
     progress = kwargs.pop("progress", None)
     is_cancelled = kwargs.pop("is_cancelled", None)
+    aoi = kwargs.pop("aoi", None)
+    aoi_crs = kwargs.pop("aoi_crs", None)
     options = _check_options(
         text,
         threshold,
@@ -410,6 +420,8 @@ def segment_array(
             progress=progress,
             is_cancelled=is_cancelled,
             source_name=source_name,
+            aoi=aoi,
+            aoi_crs=aoi_crs,
         )
 
 
@@ -568,6 +580,8 @@ def _run(
     progress: ProgressFn | None,
     is_cancelled: CancelFn | None,
     source_name: str | None,
+    aoi: Any = None,
+    aoi_crs: Any = None,
 ) -> SegmentResult:
     from .geo.raster import (
         PixelWindow,
@@ -584,6 +598,14 @@ def _run(
     timings = dict.fromkeys(("read", "model", "blend", "vectorize", "attributes", "write"), 0.0)
     crs = resolve_crs(dataset, assume_crs)
     info = raster_info(dataset, crs, name=source_name)
+    aoi_px = None
+    if aoi is not None:
+        from .geo.aoi import aoi_bounds, aoi_strip_mask, aoi_to_pixels, parse_aoi
+
+        aoi_geometry = parse_aoi(aoi)
+        if bbox is None:
+            bbox, bbox_crs = aoi_bounds(aoi_geometry), aoi_crs
+        aoi_px = aoi_to_pixels(aoi_geometry, aoi_crs, info)
     window = bbox_to_window(info, bbox, bbox_crs)
     bands = choose_bands(info, options.bands)
 
@@ -645,6 +667,9 @@ def _run(
         t0 = time.perf_counter()
         strip = PixelWindow(raster_row, window.col_off, prob.shape[0], window.width)
         valid = reader.read_valid(strip)
+        if aoi_px is not None:
+            inside = aoi_strip_mask(aoi_px, strip.row_off, strip.col_off, *prob.shape)
+            valid = inside if valid is None else valid & inside
         if valid is not None:
             prob[~valid] = 0.0
             counts["valid"] -= int(valid.size - np.count_nonzero(valid))

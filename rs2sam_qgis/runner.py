@@ -122,12 +122,15 @@ def run_segmentation(
 
     options: dict[str, Any] = {
         "segmenter": segmenter,
-        "out_path": None if request.aoi_wkt else request.out_path,
+        "out_path": request.out_path,
         "threshold": request.threshold,
         "min_area_m2": request.min_area_m2,
         "progress": backend_progress,
         "is_cancelled": cancelled,
     }
+    if request.aoi_wkt:  # selected polygons: the backend keeps only pixels inside them
+        options["aoi"] = request.aoi_wkt
+        options["aoi_crs"] = request.bbox_crs
     if isinstance(request.source, ProviderSource):
         result = _segment_provider_pixels(request, request.source, options, cancelled)
     else:
@@ -139,10 +142,6 @@ def run_segmentation(
             **options,
         )
     polygons, areas = list(result.polygons), list(result.areas_m2)
-    if request.aoi_wkt:
-        if cancelled():
-            raise errors.Cancelled("cancelled before clipping to the selected polygons")
-        polygons, areas = _clip_and_write(result, request)
     report(100.0)
     return RunOutcome(
         out_path=request.out_path,
@@ -152,52 +151,6 @@ def run_segmentation(
         load_seconds=load_seconds,
         model_name=str(getattr(segmenter, "name", "custom")),
     )
-
-
-def _clip_and_write(result: Any, request: SegmentRequest) -> tuple[list[Any], list[float]]:
-    """Clip the polygons to the selected AOI polygon(s), recompute areas, write the file.
-
-    The backend has no AOI option (only a bbox), so the plugin clips the bbox result. ``score``
-    stays the polygon's mean probability before clipping; ``area_m2`` and ``pixels`` follow the
-    clipped shape; polygons split by the AOI become separate features.
-    """
-    import shapely
-    from pyproj import CRS, Transformer
-
-    vectorize = backend_module("geo.vectorize")
-    writers = backend_module("geo.writers")
-    pipeline = backend_module("pipeline")
-    aoi = shapely.from_wkt(request.aoi_wkt)
-    to_raster = Transformer.from_crs(
-        CRS.from_user_input(request.bbox_crs), CRS.from_wkt(result.crs), always_xy=True
-    )
-    aoi = shapely.make_valid(
-        shapely.transform(aoi, lambda xy: np.column_stack(to_raster.transform(xy[:, 0], xy[:, 1])))
-    )
-    parts: list[Any] = []
-    records: list[dict[str, Any]] = []
-    for polygon, record in zip(result.polygons, result.attributes, strict=True):
-        clipped = polygon.intersection(aoi)
-        for part in getattr(clipped, "geoms", [clipped]):
-            if part.geom_type != "Polygon" or part.is_empty or part.area <= 0:
-                continue
-            share = part.area / polygon.area if polygon.area > 0 else 1.0
-            parts.append(part)
-            records.append({**record, "pixels": round(record.get("pixels", 0) * share)})
-    areas = vectorize.geodesic_areas_m2(parts, result.crs)
-    kept = [
-        (part, {**rec, "area_m2": area})
-        for part, rec, area in zip(parts, records, areas, strict=True)
-        if area >= request.min_area_m2
-    ]
-    writers.write_polygons(
-        request.out_path,
-        [part for part, _ in kept],
-        [rec for _, rec in kept],
-        crs_wkt=result.crs,
-        schema=pipeline.FIELDS,
-    )
-    return [part for part, _ in kept], [rec["area_m2"] for _, rec in kept]
 
 
 def read_provider_pixels(
