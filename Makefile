@@ -46,7 +46,7 @@ test-fast: setup  ## unit tests only (no QGIS)
 	$(PY) -m pytest -q -m "not slow and not qgis and not desktop"
 
 lint: setup  ## ruff + bandit on the plugin
-	$(VENV)/bin/ruff check backend training rs2sam_qgis tests
+	$(VENV)/bin/ruff check backend training rs2sam_qgis tests bench tools
 	$(VENV)/bin/bandit -q -r rs2sam_qgis backend -c .bandit.yaml
 
 demo: setup  ## segment the bundled real GeoTIFFs with the bundled weights; writes demo_out/

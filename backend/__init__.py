@@ -46,7 +46,7 @@ _LAZY = {  # public name -> defining module, imported on first attribute access
 }
 
 
-def __getattr__(name: str) -> Any:  # noqa: ANN401 - PEP 562 hook
+def __getattr__(name: str) -> Any:
     """Import public names lazily (see module docstring)."""
     if name not in _LAZY:
         raise AttributeError(f"module 'backend' has no attribute {name!r}")
