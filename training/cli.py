@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, ClassVar
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             from training.loop import fit
 
             result = fit(load_train_config(args.config, args.overrides))
-            if result.get("metrics"):
+            if result.get("metrics") and os.environ.get("RANK", "0") == "0":
                 logger.info("done: best score %.2f at epoch %s (%s)", result["best_score"],
                             result["best_epoch"], result["out_dir"])
         elif args.command == "eval":

@@ -190,6 +190,10 @@ class TrainConfig:
         grad_accum_steps: Micro-steps per optimiser step (global batch =
             ``batch_size * grad_accum_steps * world_size``).
         max_steps_per_epoch: Cap on optimiser steps per epoch (0 = the full epoch).
+        max_steps: Stop once this many optimiser steps are done in total (0 = no limit).
+        time_limit_s: Stop once this process has trained this long (seconds; 0 = no limit).
+            Either stop writes ``last.pt`` (resumable mid-epoch) and ``final.safetensors``,
+            without a validation pass.
         precision: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``bf16``, ``fp16``
             (CUDA, with a grad scaler) or ``fp32``.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
@@ -201,6 +205,7 @@ class TrainConfig:
         eval_every: Validate every N epochs (and after the last).
         eval_mode: ``paper`` (network resolution) or ``native`` (original size).
         eval_batch_size: Validation batch size per process.
+        checkpoint_every: Write ``last.pt`` every N epochs (and after the last one).
         save_every_steps: Also write ``last.pt`` every N optimiser steps (0 = epoch ends only).
         keep_epoch_checkpoints: Keep ``epoch_NNN.pt`` of every epoch besides ``last.pt``.
         log_every: Write a training log row every N optimiser steps.
@@ -225,6 +230,8 @@ class TrainConfig:
     batch_size: int = 1
     grad_accum_steps: int = 1
     max_steps_per_epoch: int = 0
+    max_steps: int = 0
+    time_limit_s: float = 0.0
     precision: str = "auto"
     device: str = "auto"
     threads: int = 0
@@ -234,6 +241,7 @@ class TrainConfig:
     eval_every: int = 1
     eval_mode: str = "paper"
     eval_batch_size: int = 4
+    checkpoint_every: int = 1
     save_every_steps: int = 0
     keep_epoch_checkpoints: bool = False
     log_every: int = 10
@@ -257,6 +265,8 @@ class TrainConfig:
                f"eval_mode must be one of {EVAL_MODES}, got {self.eval_mode!r}")
         _check(self.eval_every >= 1, f"eval_every must be >= 1, got {self.eval_every}")
         _check(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
+        _check(self.checkpoint_every >= 1,
+               f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         starts = [s.start_epoch for s in self.curriculum]
         _check(starts == sorted(starts), f"curriculum start epochs must increase, got {starts}")
 

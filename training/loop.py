@@ -462,6 +462,11 @@ def train_one_epoch(ctx: _Run, epoch: int) -> None:
                     "elapsed_s": state.elapsed_s})
                 bar.set_postfix(loss=f"{mean[0]:.4f}", sps=f"{rate:.2f}")
             window, t_window = [], time.perf_counter()
+        if ctx.limit_reached():
+            ctx.stopped_early = step < steps - 1
+            if ctx.stopped_early:
+                ctx.save_last()
+            break
         if cfg.save_every_steps and state.global_step % cfg.save_every_steps == 0 \
                 and step < steps - 1:
             ctx.save_last()
@@ -487,6 +492,14 @@ class _Run:
     total_steps: int
     train_log: CsvLog
     val_log: CsvLog
+    t_start: float = 0.0
+    stopped_early: bool = False
+
+    def limit_reached(self) -> bool:
+        """True once ``max_steps`` or ``time_limit_s`` is reached."""
+        c = self.cfg
+        return bool((c.max_steps and self.state.global_step >= c.max_steps) or (
+            c.time_limit_s and time.perf_counter() - self.t_start >= c.time_limit_s))
 
     def save_last(self) -> None:
         """Write ``last.pt`` (all ranks take part in gathering RNG states; rank 0 writes)."""
@@ -603,7 +616,8 @@ def _fit(cfg: TrainConfig, device: torch.device, info: DistInfo) -> dict[str, An
         train_log.truncate(lambda r: int(r["global_step"]) <= g)
         val_log.truncate(lambda r: int(r["epoch"]) <= e)
     run = _Run(cfg, info, device, model, ddp_model, optimizer, scaler, ReferringLoss(cfg.loss),
-               train_set, val_sets, state, out_dir, steps0 * cfg.epochs, train_log, val_log)
+               train_set, val_sets, state, out_dir, steps0 * cfg.epochs, train_log, val_log,
+               time.perf_counter())
     if info.is_main:
         n_params = model.parameter_counts()  # type: ignore[operator]
         logger.info("model %s (%s params, %s trainable), %d training samples, %d steps/epoch, "
@@ -612,8 +626,15 @@ def _fit(cfg: TrainConfig, device: torch.device, info: DistInfo) -> dict[str, An
     last_metrics: dict[str, Any] = {}
     for epoch in range(state.epoch, cfg.epochs):
         train_one_epoch(run, epoch)
+        if run.stopped_early:  # max_steps / time_limit_s inside the epoch: last.pt is written
+            logger.info("step / time limit reached at step %d (epoch %d, step %d)",
+                        state.global_step, epoch + 1, state.step_in_epoch)
+            break
         state.epoch, state.step_in_epoch = epoch + 1, 0
-        if val_sets and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+        last = epoch + 1 == cfg.epochs or run.limit_reached()
+        evaluated = bool(val_sets) and ((epoch + 1) % cfg.eval_every == 0 or last)
+        stop = False
+        if evaluated:
             last_metrics = {v.source.tag: evaluate(model, v, cfg.eval_mode, device,
                                                    cfg.precision, cfg.eval_batch_size, info,
                                                    cfg.progress and info.is_main)
@@ -632,18 +653,21 @@ def _fit(cfg: TrainConfig, device: torch.device, info: DistInfo) -> dict[str, An
                 if info.is_main:
                     export_inference(model, out_dir / "best.safetensors", cfg, state,
                                      last_metrics, train_set)
-        run.save_last()
-        stop = bool(cfg.stop_at_miou and last_metrics and all(
-            g["all"]["mIoU"] >= cfg.stop_at_miou for g in last_metrics.values()))
-        if info.is_main:
-            if cfg.keep_epoch_checkpoints:
+            stop = bool(cfg.stop_at_miou) and all(
+                g["all"]["mIoU"] >= cfg.stop_at_miou for g in last_metrics.values())
+        if (epoch + 1) % cfg.checkpoint_every == 0 or last or stop:
+            run.save_last()
+            if info.is_main and cfg.keep_epoch_checkpoints:
                 import shutil
 
                 shutil.copyfile(out_dir / "last.pt", out_dir / f"epoch_{epoch + 1:03d}.pt")
+        if info.is_main and (evaluated or last):
             plot_curves(out_dir)
         if stop:
             logger.info("every val set reached mIoU %.1f: stopping after epoch %d",
                         cfg.stop_at_miou, epoch + 1)
+            break
+        if last:  # the final epoch, or max_steps / time_limit_s reached at an epoch end
             break
     best = state.best_score if math.isfinite(state.best_score) else None
     result = {"best_score": best, "best_epoch": state.best_epoch,

@@ -175,3 +175,24 @@ def nwpu_root(tmp_path: Path) -> Path:
 @pytest.fixture()
 def dubai_root(tmp_path: Path) -> Path:
     return write_dubai(tmp_path / "dubai")
+
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = REPO / "training" / "configs" / "smoke.yaml"
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One 2-epoch smoke training run (test-tiny, synthetic data), shared by several tests."""
+    from training.cli import main
+
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    assert main(["train", "--config", str(SMOKE), f"out_dir={out}", "progress=false"]) == 0
+    return out
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))

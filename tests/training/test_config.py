@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import pytest
+
+from backend.errors import ConfigError
+from training.config import CONFIG_DIR, load_train_config
+from training.loop import curriculum_types, lr_factor
+
+SYN = ["data.sets=[{format: synthetic}]"]
+
+
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.name)
+def test_bundled_configs_load(path):
+    cfg = load_train_config(path)
+    assert cfg.data.sets and cfg.epochs >= 1
+
+
+def test_paper_recipes():
+    rr = load_train_config(CONFIG_DIR / "rrsisd_large.yaml")
+    rs = load_train_config(CONFIG_DIR / "refsegrs_large.yaml")
+    for cfg in (rr, rs):
+        assert cfg.model == "large" and cfg.batch_size == 1 and cfg.precision == "auto"
+        assert (cfg.optim.lr_base, cfg.optim.lr_new, cfg.optim.weight_decay) == (5e-5, 1e-4, 0.01)
+        assert (cfg.loss.bce_weight, cfg.loss.dice_weight, cfg.loss.boundary_weight) == \
+            (0.9, 0.1, 0.2)
+        assert cfg.seed == 2401 and cfg.optim.grad_clip_norm == 0
+    assert rr.epochs == 40 and rr.optim.schedule == "constant"
+    assert rr.augment.cutout_fraction == 0.2 and rr.augment.hflip == 0
+    assert rs.epochs == 60 and rs.optim.schedule == "step" and rs.optim.step_epochs == [50]
+    # RefSegRS: x0.1 from epoch index 50 (the 51st epoch) on; constant before
+    assert lr_factor(rs, 49, 0, 100) == 1.0 and lr_factor(rs, 50, 0, 100) == pytest.approx(0.1)
+    assert lr_factor(rr, 39, 10**6, 100) == 1.0
+
+
+def test_schedules_and_curriculum():
+    cfg = load_train_config(None, [*SYN, "optim.schedule=cosine", "optim.warmup_steps=10",
+                                   "optim.min_lr_ratio=0.1"])
+    assert lr_factor(cfg, 0, 0, 100) == pytest.approx(0.1)  # warm-up step 1 of 10
+    assert lr_factor(cfg, 0, 50, 100) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert lr_factor(cfg, 0, 100, 100) == pytest.approx(0.1)
+    cfg = load_train_config(None, [*SYN, "curriculum=[{start_epoch: 0, types: [class]}, "
+                                   "{start_epoch: 2, types: []}]"])
+    assert curriculum_types(cfg, 1) == ["class"] and curriculum_types(cfg, 2) == []
+
+
+def test_overrides_are_type_checked():
+    cfg = load_train_config(None, [*SYN, "data.sets.0.synthetic_samples=5",
+                                   "model_overrides.image_size=64", "optim.betas=[0.8,0.9]"])
+    assert cfg.data.sets[0].synthetic_samples == 5 and cfg.model_overrides == {"image_size": 64}
+    with pytest.raises(ConfigError, match=r"'lrr'.*optim\.lrr"):
+        load_train_config(None, [*SYN, "optim.lrr=1"])
+    with pytest.raises(ConfigError, match="epochs"):
+        load_train_config(None, [*SYN, "epochs=ten"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_train_config(None, [*SYN, "epochs"])
+    with pytest.raises(ConfigError, match="valid names: base, large, nano, test-tiny"):
+        load_train_config(None, [*SYN, "model=huge"])
+    with pytest.raises(ConfigError, match="schedule"):
+        load_train_config(None, [*SYN, "optim.schedule=exp"])
+    with pytest.raises(ConfigError, match="needs a root"):
+        load_train_config(None, ["data.sets=[{format: refsegrs}]"])
+    with pytest.raises(ConfigError, match="data.sets is empty"):
+        load_train_config(None, [])
+    with pytest.raises(ConfigError, match=r"not found.*smoke\.yaml"):
+        load_train_config("nope.yaml")
