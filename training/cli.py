@@ -77,10 +77,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def _load_eval_model(path: Path, device: Any) -> tuple[Any, dict[str, Any]]:
     from backend.errors import CheckpointError
+    from training.baselines import is_baseline, load_baseline
 
     if path.suffix == ".safetensors":
         from backend.model.checkpoint import load_checkpoint
+        from training.baselines import is_baseline_file
 
+        if is_baseline_file(path):
+            return load_baseline(path).to(device), {}
         ck = load_checkpoint(path, device=device)
         return ck.model, {"weights_sha256": ck.weights_sha256}
     if path.suffix == ".pt":
@@ -89,6 +93,9 @@ def _load_eval_model(path: Path, device: Any) -> tuple[Any, dict[str, Any]]:
         from training.loop import load_training_checkpoint
 
         ck = load_training_checkpoint(path)
+        if is_baseline(ck["model_config"]):
+            model = load_baseline(path, ck["model"], ck["model_config"])
+            return model.to(device).eval(), {}
         model = build_model(ModelConfig.from_dict(ck["model_config"]), device="cpu", seed=None)
         model.load_state_dict(ck["model"])
         return model.to(device).eval(), {}

@@ -252,8 +252,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         from backend.model.configs import get_model_config
+        from training.baselines import is_baseline
 
-        get_model_config(self.model)  # ConfigError listing the valid names
+        if not is_baseline(self.model):  # training-only baselines (ablations) by name
+            get_model_config(self.model)  # ConfigError listing the valid names
         _check(bool(self.data.sets), "data.sets is empty: name at least one data set")
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")

@@ -80,7 +80,10 @@ def build_training_model(cfg: TrainConfig, device: torch.device) -> nn.Module:
     )
     from backend.model.configs import get_model_config
     from backend.model.rs2sam import build_model
+    from training.baselines import build_baseline, is_baseline
 
+    if is_baseline(cfg.model):  # ablation baselines (training/baselines), random init
+        return build_baseline(cfg.model, cfg.model_overrides, seed=cfg.seed).to(device)
     mcfg = get_model_config(cfg.model, **dict(cfg.model_overrides))
     model = build_model(mcfg, device="cpu", seed=cfg.seed)
     if cfg.sam2_weights:
@@ -550,6 +553,10 @@ def export_inference(model: nn.Module, path: Path, cfg: TrainConfig, state: Trai
     target = model
     if cfg.export_fp16:
         target = copy.deepcopy(model).half()
+    from training.baselines import is_baseline, save_baseline
+
+    if is_baseline(cfg.model):
+        return save_baseline(target, path, meta)
     return save_checkpoint(target, path, metadata=meta)
 
 

@@ -113,3 +113,30 @@ def test_config_round_trip_and_bad_values():
         FilmUNetConfig.from_dict({"nope": 1})
     with pytest.raises(ConfigError, match="override"):
         build_film_unet(not_a_field=3)
+
+
+def test_trainer_trains_exports_and_evaluates_the_baseline_by_name(tmp_path, capsys):
+    """`model: film-unet` goes through the same trainer, export and eval CLI."""
+    import json
+
+    from conftest import SMOKE
+
+    from training.baselines import is_baseline_file, load_baseline
+    from training.cli import main
+
+    out = tmp_path / "run"
+    args = ["train", "--config", str(SMOKE), f"out_dir={out}", "progress=false",
+            "model=film-unet", "model_overrides={image_size: 64, widths: [8, 8, 16, 16]}"]
+    assert main(args) == 0
+    best = out / "best.safetensors"
+    assert is_baseline_file(best) and not is_baseline_file(tmp_path / "missing.safetensors")
+    model = load_baseline(best)
+    assert model.config.image_size == 64 and model.config.widths == (8, 8, 16, 16)
+    metrics = json.loads((out / "metrics.json").read_text())
+    capsys.readouterr()
+    for ck in (best, out / "last.pt"):
+        assert main(["eval", "--checkpoint", str(ck), "--dataset", "synthetic", "--root",
+                     str(tmp_path), "--split", "val"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    assert lines[0]["mIoU"] == lines[1]["mIoU"]
+    assert metrics["best_score"] is not None
