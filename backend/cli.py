@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--out", required=True, metavar="OUT.gpkg", help=".gpkg or .geojson")
     seg.add_argument("--bbox", type=_bbox, metavar="MINX,MINY,MAXX,MAXY", help="area to process")
     seg.add_argument("--bbox-crs", metavar="CRS", help="CRS of --bbox (default: the raster's)")
+    seg.add_argument(
+        "--aoi",
+        metavar="WKT|FILE",
+        help="area of interest: polygon WKT, or a vector file whose polygons are used",
+    )
+    seg.add_argument("--aoi-crs", metavar="CRS", help="CRS of a WKT --aoi (default: the raster's)")
     model = seg.add_mutually_exclusive_group()
     model.add_argument("--checkpoint", metavar="PATH", help="a .safetensors checkpoint")
     model.add_argument("--config", metavar="NAME", help="model config name (random init)")
@@ -127,6 +133,28 @@ def _load_segmenter(args: argparse.Namespace) -> Any:
     )
 
 
+def _read_aoi(value: str, crs: str | None) -> tuple[str, str | None]:
+    """``--aoi``: WKT text, or a vector file (all its polygons, in the file's CRS)."""
+    from pathlib import Path
+
+    path = Path(value)
+    if not path.exists():
+        if value.lstrip().upper().startswith(("POLYGON", "MULTIPOLYGON")):
+            return value, crs
+        raise InputError(f"--aoi {value!r} is neither an existing vector file nor polygon WKT")
+    import pyogrio
+    import shapely
+
+    try:
+        meta, _, geometry, _ = pyogrio.raw.read(str(path))
+    except Exception as exc:  # pyogrio raises several DataSource/IO error types
+        raise InputError(f"--aoi {value!r} is not a readable vector file ({exc})") from exc
+    polygons = [g for g in shapely.from_wkb(geometry) if g is not None and g.area > 0]
+    if not polygons:
+        raise InputError(f"--aoi {value!r} holds no polygons; give a polygon layer")
+    return shapely.unary_union(polygons).wkt, meta.get("crs") or crs
+
+
 def _segment(args: argparse.Namespace) -> int:
     from .pipeline import segment_raster, validate_inputs
 
@@ -145,6 +173,9 @@ def _segment(args: argparse.Namespace) -> int:
         "gsd_m": args.gsd,
     }
     validate_inputs(args.raster, args.text, **common)  # fail fast, before loading a model
+    aoi: dict[str, Any] = {}
+    if args.aoi is not None:
+        aoi["aoi"], aoi["aoi_crs"] = _read_aoi(args.aoi, args.aoi_crs)
     segmenter = _load_segmenter(args)
     from tqdm import tqdm
 
@@ -168,6 +199,7 @@ def _segment(args: argparse.Namespace) -> int:
             overlap_px=args.overlap_px,
             batch_size=args.batch_size,
             progress=progress,
+            **aoi,
             **common,
         )
     total_area = sum(result.areas_m2)

@@ -254,3 +254,37 @@ def test_real_model_end_to_end_on_a_real_geotiff(tmp_path):
         assert set(fields[names.index("model")]) == {"test-tiny"}
         assert all(0 <= s <= 1 for s in fields[names.index("score")])
     assert sorted(os.listdir(tmp_path)) == ["river.gpkg"]
+
+
+def test_aoi_as_wkt_and_as_vector_file(capsys, tmp_path, raster):
+    import shapely
+    from shapely.geometry import box
+
+    # red rect is rows 20-59, cols 30-89 (0.5 m pixels); keep only columns < 50
+    aoi = box(X0, Y0 - 64, X0 + 25, Y0)
+    out = tmp_path / "wkt.gpkg"
+    code, _, err = run(
+        capsys, raster, "--text", "red", "--out", out, "--standin", "red", "--aoi", aoi.wkt
+    )
+    assert code == 0, err
+    _, _, geometry, _ = pyogrio.raw.read(out)
+    (got,) = shapely.from_wkb(geometry)
+    assert got.bounds == pytest.approx((X0 + 15, Y0 - 30, X0 + 25, Y0 - 10))
+    vector = tmp_path / "aoi.gpkg"
+    writers.write_polygons(vector, [aoi], [{"id": 1}], crs_wkt="EPSG:32633", schema=[("id", int)])
+    out2 = tmp_path / "file.gpkg"
+    code, _, err = run(
+        capsys, raster, "--text", "red", "--out", out2, "--standin", "red", "--aoi", vector
+    )
+    assert code == 0, err
+    _, _, geometry2, _ = pyogrio.raw.read(out2)
+    assert shapely.from_wkb(geometry2)[0].equals(got)
+
+
+def test_bad_aoi_is_a_user_error(capsys, tmp_path, raster):
+    out = tmp_path / "o.gpkg"
+    code, _, err = run(
+        capsys, raster, "--text", "x", "--out", out, "--standin", "red", "--aoi", "not a polygon"
+    )
+    assert_user_error(code, err, "--aoi", "not a polygon")
+    assert not out.exists()
