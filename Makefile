@@ -11,6 +11,7 @@ CHECKPOINT   ?=
 DATASET      ?= refsegrs
 ROOT         ?= data_gen/nwpu
 SPLIT        ?= val
+DATA_SRC     ?= ../shared/data
 export QT_QPA_PLATFORM ?= offscreen
 export HF_HUB_OFFLINE := 1
 # rasterio's bundled PROJ must not see Debian's proj.db (environment.md §2.2)
@@ -18,7 +19,7 @@ unexport PROJ_LIB PROJ_DATA
 
 APT_PKGS := qgis python3-qgis qgis-providers xvfb python3-venv gdal-bin python3-gdal
 
-.PHONY: help setup test test-fast test-qgis lint demo train eval bench plugin clean
+.PHONY: help setup test test-fast test-qgis lint demo data train eval bench plugin clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -58,6 +59,14 @@ train: setup  ## make train CONFIG=training/configs/X.yaml NPROC=2 ARGS="key=val
 
 eval: setup  ## make eval CHECKPOINT=path DATASET=refsegrs ROOT=dir SPLIT=val
 	$(PY) -m training eval --checkpoint $(CHECKPOINT) --dataset $(DATASET) --root $(ROOT) --split $(SPLIT)
+
+data: setup data_gen/nwpu/stats.json data_gen/dubai/stats.json  ## generate the NWPU and Dubai referring sets into data_gen/ (seeded; kept when present)
+
+data_gen/nwpu/stats.json:
+	$(PY) -m training build-refer --source nwpu --root $(DATA_SRC)/nwpu_vhr10 --out data_gen/nwpu --seed 0
+
+data_gen/dubai/stats.json:
+	$(PY) -m training build-refer --source dubai --root $(DATA_SRC)/dubai_aerial_semseg --out data_gen/dubai --seed 0
 
 bench: setup  ## speed/memory benchmarks; prints a table, writes bench_out/bench.json
 	$(PY) -m bench --out bench_out

@@ -22,7 +22,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from backend.errors import Rs2SamError
 
@@ -153,12 +153,7 @@ def cmd_export(args: argparse.Namespace) -> str:
     cfg = load_train_config(fh.name, [f"export_fp16={bool(args.fp16)}"])
     Path(fh.name).unlink()
     model, _ = _load_eval_model(Path(args.checkpoint), "cpu")
-
-    class _NoSet:  # export metadata without opening the data
-        sources: ClassVar[list[Any]] = []
-
-    state = TrainState(**ck["state"])
-    return export_inference(model, out, cfg, state, {}, _NoSet())  # type: ignore[arg-type]
+    return export_inference(model, out, cfg, TrainState(**ck["state"]), {})
 
 
 def cmd_build_refer(args: argparse.Namespace) -> dict[str, Any]:

@@ -531,18 +531,31 @@ def _resume_path(cfg: TrainConfig, out_dir: Path) -> Path | None:
 
 
 def export_inference(model: nn.Module, path: Path, cfg: TrainConfig, state: TrainState,
-                     metrics: dict[str, Any], train_set: TrainSet) -> str:
-    """Write an inference checkpoint (contract §5) with training data and metrics as metadata."""
+                     metrics: dict[str, Any], train_set: TrainSet | None = None) -> str:
+    """Write an inference checkpoint (contract §5) with training data and metrics as metadata.
+
+    Args:
+        model: The (unwrapped) model.
+        path: Output ``.safetensors``.
+        cfg: The run's config (stored whole, plus a summary of the data sets).
+        state: Progress counters (epochs, steps, samples seen).
+        metrics: Validation metrics to store (may be empty).
+        train_set: The training mix, for sample counts (None when unknown).
+
+    Returns:
+        The weights' sha256.
+    """
     import copy
 
     from omegaconf import OmegaConf
 
     from backend.model.checkpoint import save_checkpoint
 
-    data = [{"tag": s.tag, "format": c.format, "root": c.root, "train_split": c.train_split,
-             "val_split": c.val_split, "train_samples": len(s.dataset) if c.train_split else 0}
-            for s, c in zip(train_set.sources, [c for c in cfg.data.sets if c.train_split],
-                            strict=False)]
+    counts = {s.tag: len(s.dataset) for s in (train_set.sources if train_set else [])}
+    data = [{"tag": c.tag, "format": c.format, "root": c.root, "train_split": c.train_split,
+             "val_split": c.val_split,
+             "train_samples": counts.get(c.tag) if c.train_split else 0}
+            for c in cfg.data.sets]
     meta = {
         "training": {"data": data, "epochs": state.epoch, "global_step": state.global_step,
                      "samples_seen": state.samples, "seed": cfg.seed,

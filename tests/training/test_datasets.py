@@ -85,3 +85,14 @@ class TestRRSISD:
     def test_missing_root(self, tmp_path):
         with pytest.raises(InputError, match="does not exist"):
             RRSISDDataset(tmp_path / "missing", "train")
+
+
+def test_eval_view_groups_untyped_samples_by_category(rrsisd_root, refsegrs_root):
+    from training.data.datasets import EvalSet, Source, open_dataset
+
+    view = EvalSet(Source("rrsisd", open_dataset("rrsis-d", rrsisd_root, "train")), 32)
+    item = view[0]
+    assert item["type"] == "category:ship" and item["image"].shape == (32, 32, 3)
+    assert item["native_mask"].shape == (48, 48) and item["mask"].shape == (32, 32)
+    with pytest.raises(InputError, match="unknown data set 'coco'"):
+        open_dataset("coco", refsegrs_root, "val")

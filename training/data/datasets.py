@@ -160,8 +160,11 @@ class EvalSet(torch.utils.data.Dataset):  # type: ignore[type-arg]
     def __getitem__(self, k: int) -> dict[str, Any]:
         sample = self.source.dataset[self.indices[k]]
         image, mask = resize_pair(sample.image, sample.mask, self.image_size)
+        group = sample.expr_type  # RRSIS-D has no types: break it down by category instead
+        if group is None and sample.meta.get("category"):
+            group = f"category:{sample.meta['category']}"
         return {"image": image, "mask": mask, "native_mask": sample.mask, "text": sample.text,
-                "type": sample.expr_type, "tag": self.source.tag, "index": k}
+                "type": group, "tag": self.source.tag, "index": k}
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
