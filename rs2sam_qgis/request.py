@@ -61,7 +61,8 @@ class SegmentRequest:
         out_path: GeoPackage to write.
         layer_name: Name of the result layer.
         raster_layer_id: Layer id of the input (to insert the result above it); "" if none.
-        aoi_wkt: Optional polygon (in ``bbox_crs``) the results are clipped to.
+        aoi_wkt: Optional area-of-interest polygon(s); only pixels inside can become polygons.
+        aoi_crs: CRS of ``aoi_wkt`` (auth id or WKT); None = ``bbox_crs``.
         memory_layer: Load the result as a memory layer (``out_path`` is then a temp file).
         source_name: Written to the ``source`` field for provider reads (the layer name).
     """
@@ -79,6 +80,7 @@ class SegmentRequest:
     layer_name: str
     raster_layer_id: str = ""
     aoi_wkt: str | None = None
+    aoi_crs: str | None = None
     memory_layer: bool = False
     source_name: str = ""
 

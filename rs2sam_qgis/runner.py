@@ -130,7 +130,7 @@ def run_segmentation(
     }
     if request.aoi_wkt:  # selected polygons: the backend keeps only pixels inside them
         options["aoi"] = request.aoi_wkt
-        options["aoi_crs"] = request.bbox_crs
+        options["aoi_crs"] = request.aoi_crs or request.bbox_crs
     if isinstance(request.source, ProviderSource):
         result = _segment_provider_pixels(request, request.source, options, cancelled)
     else:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from qgis.core import (
+    QgsGeometry,
     QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
@@ -23,6 +24,7 @@ from qgis.core import (
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
+    QgsProcessingParameterFeatureSource,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
@@ -54,6 +56,7 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
     INPUT = "INPUT"
     TEXT = "TEXT"
     EXTENT = "EXTENT"
+    AOI = "AOI"
     CHECKPOINT = "CHECKPOINT"
     THRESHOLD = "THRESHOLD"
     MIN_AREA = "MIN_AREA"
@@ -128,6 +131,15 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(
             QgsProcessingParameterExtent(
                 self.EXTENT, tr("Extent (empty = whole layer)"), None, True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.AOI,
+                tr("Area of interest polygons (optional; only pixels inside become polygons)"),
+                [QgsProcessing.TypeVectorPolygon],
+                None,
+                True,
             )
         )
         self.addParameter(
@@ -235,6 +247,26 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
             if not rect.isEmpty():
                 bbox = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
                 bbox_crs = crs_string(crs)
+        aoi_wkt, aoi_crs = None, None
+        if parameters.get(self.AOI) not in (None, ""):
+            aoi_source = self.parameterAsSource(parameters, self.AOI, context)
+            if aoi_source is None:
+                raise QgsProcessingException(tr("AOI is not a readable polygon layer."))
+            parts = [
+                QgsGeometry(f.geometry())
+                for f in aoi_source.getFeatures()
+                if f.hasGeometry() and not f.geometry().isEmpty()
+            ]
+            if not parts:
+                raise QgsProcessingException(
+                    tr("AOI has no polygons (or none selected); give polygon features.")
+                )
+            union = QgsGeometry.unaryUnion(parts)
+            aoi_wkt, aoi_crs = union.asWkt(), crs_string(aoi_source.sourceCrs())
+            if bbox is None:  # the AOI's bounds are the extent
+                rect = union.boundingBox()
+                bbox = (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+                bbox_crs = aoi_crs
         source = file_source(layer)
         if source is None:
             from ..layer_input import AreaChoice
@@ -271,6 +303,8 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
             layer_name=text,
             raster_layer_id=layer.id(),
             source_name=layer.name(),
+            aoi_wkt=aoi_wkt,
+            aoi_crs=aoi_crs,
         )
         return True
 

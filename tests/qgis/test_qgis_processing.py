@@ -106,6 +106,52 @@ def test_processing_extent_min_area_and_other_formats(provider, red_square_tif, 
     assert layer.featureCount() == 1 and layer.crs().authid() == "EPSG:32633"
 
 
+def test_processing_aoi_polygons_in_another_crs(provider, red_square_tif, tmp_path) -> None:
+    """AOI: a polygon layer in EPSG:4326 covering the left half of the red square."""
+    import processing
+    from qgis.core import (
+        QgsCoordinateReferenceSystem,
+        QgsCoordinateTransform,
+        QgsFeature,
+        QgsGeometry,
+        QgsProject,
+        QgsRectangle,
+        QgsVectorLayer,
+    )
+
+    half_x = (RED_BOX[0] + RED_BOX[2]) / 2
+    left = QgsGeometry.fromRect(
+        QgsRectangle(RED_BOX[0] - 5, RED_BOX[1] - 5, half_x, RED_BOX[3] + 5)
+    )
+    left = QgsGeometry.fromPolygonXY(left.densifyByCount(20).asPolygon())
+    to_4326 = QgsCoordinateTransform(
+        QgsCoordinateReferenceSystem("EPSG:32633"),
+        QgsCoordinateReferenceSystem("EPSG:4326"),
+        QgsProject.instance(),
+    )
+    left.transform(to_4326)
+    aoi = QgsVectorLayer("Polygon?crs=EPSG:4326", "aoi", "memory")
+    feature = QgsFeature()
+    feature.setGeometry(left)
+    aoi.dataProvider().addFeatures([feature])
+    result = processing.run(
+        "rs2sam:segmentbytext",
+        {
+            "INPUT": str(red_square_tif),
+            "TEXT": "red",
+            "AOI": aoi,
+            "MODEL_CONFIG": "standin:red",
+            "OUTPUT": str(tmp_path / "aoi.gpkg"),
+        },
+    )
+    assert result["POLYGONS"] == 1
+    assert result["AREA_M2"] == pytest.approx(RED_AREA_M2 / 2, rel=0.03)
+    box = next(_read(tmp_path / "aoi.gpkg").getFeatures()).geometry().boundingBox()
+    assert box.xMinimum() == pytest.approx(RED_BOX[0]) and box.xMaximum() == pytest.approx(
+        half_x, abs=1.0
+    )
+
+
 def test_processing_errors_are_reported_and_write_nothing(
     provider, red_square_tif, tmp_path
 ) -> None:
