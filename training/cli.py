@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
     e.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     e.add_argument("--max-samples", type=int, default=0, help="fixed seeded subset (0 = all)")
+    e.add_argument("--seed", type=int, default=2401,
+                   help="seed of the --max-samples subset (a run's seed picks the same subset)")
 
     x = sub.add_parser("export", help="training checkpoint (.pt) -> inference .safetensors")
     x.add_argument("--checkpoint", required=True, help="last.pt / epoch_NNN.pt of a run")
@@ -125,7 +127,7 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     try:
         model, _ = _load_eval_model(ckpt, device)
         eval_set = EvalSet(Source(Path(args.root).name or args.dataset, ds), model.image_size,
-                           subset_indices(len(ds), args.max_samples, 0))
+                           subset_indices(len(ds), args.max_samples, args.seed))
         metrics = evaluate(model, eval_set, args.mode, device, args.precision, args.batch_size,
                            info)
     finally:
