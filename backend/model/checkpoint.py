@@ -51,6 +51,7 @@ __all__ = [
     "load_open_clip_weights",
     "load_sam2_weights",
     "load_state_dict_checked",
+    "prune_rows",
     "read_checkpoint",
     "save_checkpoint",
     "weights_sha256",
@@ -161,8 +162,28 @@ def weights_sha256(state: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+_ROWS = ".__rows__"
+_VALUES = ".__values__"
+
+
+def prune_rows(tensor: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """``tensor`` with every row not in ``keep`` set to zero (what a row-pruned tensor loads as).
+
+    Args:
+        tensor: ``(N, ...)``.
+        keep: 1-D int64 row indices.
+    """
+    out = torch.zeros_like(tensor)
+    out[keep] = tensor[keep]
+    return out
+
+
 def save_checkpoint(
-    model: nn.Module, path: str | os.PathLike[str], *, metadata: Mapping[str, Any] | None = None
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    keep_rows: Mapping[str, torch.Tensor] | None = None,
 ) -> str:
     """Write ``model`` (an ``RS2SAM2``) as one self-describing ``.safetensors`` file.
 
@@ -173,6 +194,11 @@ def save_checkpoint(
         model: The model; its ``config`` is stored with the weights.
         path: Output file (conventionally ``*.safetensors``); its folder must exist.
         metadata: JSON-serialisable facts about the weights (data, metrics, ...).
+        keep_rows: Optional row pruning, ``{state key: 1-D int64 row indices}``: only these
+            rows of the (2-D) tensor are stored (as ``key.__rows__`` + ``key.__values__``) and
+            every other row loads as zeros. For huge, mostly unused tables such as a text
+            tower's BPE token embedding (rows of tokens never seen in training). The SHA-256
+            is that of the loaded (dense, zero-filled) weights.
 
     Returns:
         The weights' SHA-256 (also stored in the header).
@@ -196,6 +222,18 @@ def save_checkpoint(
     if not out.parent.is_dir():
         raise CheckpointError(f"folder {out.parent} does not exist; create it first")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    stored = dict(state)
+    for key, rows in (keep_rows or {}).items():
+        if key not in state or state[key].ndim < 1:
+            raise CheckpointError(f"keep_rows names {key!r}, which is not a tensor of the model")
+        rows = torch.as_tensor(rows, dtype=torch.int64).unique()
+        if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= state[key].shape[0]):
+            raise CheckpointError(f"keep_rows[{key!r}] has rows outside 0..{len(state[key]) - 1}")
+        state[key] = prune_rows(state[key], rows)
+        del stored[key]
+        stored[key + _ROWS] = rows
+        stored[key + _VALUES] = state[key][rows].contiguous()
+        stored[key + ".__shape__"] = torch.tensor(state[key].shape, dtype=torch.int64)
     sha = weights_sha256(state)
     header = {
         "format": FORMAT,
@@ -207,7 +245,7 @@ def save_checkpoint(
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     try:
-        save_file(state, tmp, metadata=header)
+        save_file(stored, tmp, metadata=header)
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
@@ -291,6 +329,7 @@ def read_checkpoint(
         raise CheckpointError(
             f"{file}: unreadable model_config/metadata in header: {err}"
         ) from None
+    state = _densify(state, file)
     stored = header.get("weights_sha256", "")
     sha = weights_sha256(state) if verify or not stored else stored
     if verify and stored and sha != stored:
@@ -299,6 +338,20 @@ def read_checkpoint(
             f"{stored[:16]}…; re-export or re-download it"
         )
     return state, config, metadata, sha
+
+
+def _densify(state: dict[str, torch.Tensor], file: Path) -> dict[str, torch.Tensor]:
+    """Rebuild row-pruned tensors (``key.__rows__`` + ``key.__values__``) as zero-filled ones."""
+    for rows_key in [k for k in state if k.endswith(_ROWS)]:
+        key = rows_key[: -len(_ROWS)]
+        rows, values = state.pop(rows_key), state.pop(key + _VALUES, None)
+        shape = state.pop(key + ".__shape__", None)
+        if values is None or shape is None or rows.ndim != 1 or len(rows) != len(values):
+            raise CheckpointError(f"{file}: row-pruned tensor {key!r} is incomplete; re-export it")
+        dense = values.new_zeros((int(shape[0]), *values.shape[1:]))
+        dense[rows.long()] = values
+        state[key] = dense
+    return state
 
 
 def _compare(
