@@ -20,6 +20,7 @@ this module is cheap.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import os
@@ -370,59 +371,22 @@ def segment_array(
         source_name: Value of the ``source`` field.
         **kwargs: Any keyword of :func:`segment_raster` (bbox, out_path, threshold, ...).
     """
-    import rasterio
+    from .geo.raster import array_file
 
-    from .geo.raster import GDAL_CACHE_MB, array_dataset
+    unknown = set(kwargs) - _SEGMENT_RASTER_KEYWORDS
+    if unknown:
+        raise TypeError(f"segment_array() got unexpected keyword arguments {sorted(unknown)}")
+    with array_file(array, transform, crs, valid_mask=valid_mask) as path:
+        return segment_raster(path, text, segmenter, source_name=source_name, **kwargs)
 
-    threshold = kwargs.pop("threshold", 0.5)
-    bbox = kwargs.pop("bbox", None)
-    bbox_crs = kwargs.pop("bbox_crs", None)
-    out_path = kwargs.pop("out_path", None)
-    assume_crs = kwargs.pop("assume_crs", None)
-    progress = kwargs.pop("progress", None)
-    is_cancelled = kwargs.pop("is_cancelled", None)
-    aoi = kwargs.pop("aoi", None)
-    aoi_crs = kwargs.pop("aoi_crs", None)
-    options = _check_options(
-        text,
-        threshold,
-        kwargs.pop("min_area_m2", 0.0),
-        kwargs.pop("simplify", 0.0),
-        kwargs.pop("bands", None),
-        kwargs.pop("gsd_m", "auto"),
-        kwargs.pop("tile_px", None),
-        kwargs.pop("overlap_px", None),
-        kwargs.pop("batch_size", 1),
-        kwargs.pop("stretch", "auto"),
-        kwargs.pop("overwrite", False),
-        kwargs.pop("strip_rows", 128),
-    )
-    if kwargs:
-        raise TypeError(f"segment_array() got unexpected keyword arguments {sorted(kwargs)}")
-    if out_path is not None:
-        from .geo.writers import check_output_path
 
-        check_output_path(out_path, overwrite=options.overwrite)
-    with (
-        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB),
-        array_dataset(array, transform, crs, valid_mask=valid_mask) as dataset,
-    ):
-        if segmenter is None:
-            segmenter = _default_segmenter()
-        return _run(
-            dataset,
-            options,
-            segmenter,
-            bbox=bbox,
-            bbox_crs=bbox_crs,
-            out_path=out_path,
-            assume_crs=assume_crs,
-            progress=progress,
-            is_cancelled=is_cancelled,
-            source_name=source_name,
-            aoi=aoi,
-            aoi_crs=aoi_crs,
-        )
+_SEGMENT_RASTER_KEYWORDS = frozenset(inspect.signature(segment_raster).parameters) - {
+    "raster",
+    "text",
+    "segmenter",
+    "source_name",
+}
+"""Keywords :func:`segment_array` passes on to :func:`segment_raster`."""
 
 
 def _default_segmenter() -> SegmenterLike:

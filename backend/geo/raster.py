@@ -554,7 +554,26 @@ def array_dataset(
     *,
     valid_mask: np.ndarray | None = None,
 ) -> Iterator[DatasetReader]:
-    """Wrap in-memory pixels as a (read-only) rasterio dataset in GDAL's memory file system.
+    """:func:`array_file`, opened: a read-only rasterio dataset over in-memory pixels."""
+    with (
+        array_file(array, transform, crs, valid_mask=valid_mask) as path,
+        rasterio.open(path) as dataset,
+    ):
+        yield dataset
+
+
+@contextlib.contextmanager
+def array_file(
+    array: np.ndarray,
+    transform: Affine | Sequence[float],
+    crs: Any,
+    *,
+    valid_mask: np.ndarray | None = None,
+) -> Iterator[str]:
+    """Write in-memory pixels as a GeoTIFF in GDAL's memory file system; yield its path.
+
+    The ``/vsimem/`` path opens like any raster file (and is removed on exit), so in-memory
+    input goes through exactly the code path of a file.
 
     Args:
         array: ``(H, W, B)`` or ``(H, W)`` pixels, any numeric dtype.
@@ -608,5 +627,4 @@ def array_dataset(
             if valid_mask is not None:
                 valid = np.asarray(valid_mask, dtype=bool)
                 dst.write_mask(np.where(valid, 255, 0).astype(np.uint8))
-        with memfile.open() as dataset:
-            yield dataset
+        yield memfile.name
