@@ -20,7 +20,7 @@ for arm in "${arms[@]}"; do
   fi
   for set in nwpu dubai; do
     "$PY" -m training eval --checkpoint "$out/best.safetensors" --dataset refsegrs \
-      --root "data_gen/$set" --split val --by-type --threads 2 --batch-size 8 \
+      --root "data_gen/$set" --split val --by-type --threads 1 --batch-size 8 \
       > "$out/eval_$set.json"
   done
 done
