@@ -69,7 +69,7 @@ data_gen/dubai/stats.json:
 	$(PY) -m training build-refer --source dubai --root $(DATA_SRC)/dubai_aerial_semseg --out data_gen/dubai --seed 0
 
 bench: setup  ## speed/memory benchmarks; prints a table, writes bench_out/bench.json
-	$(PY) -m bench --out bench_out
+	$(PY) -m bench --out bench_out --doc docs/benchmarks.md
 
 plugin: setup  ## build dist/rs2sam_qgis.zip (plugin + vendored backend)
 	$(PY) tools/build_plugin.py --out dist/rs2sam_qgis.zip
