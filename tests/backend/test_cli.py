@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
 import make_data as md
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT.parent / "shared" / "data" / "demo_rasters" / "test_tiled.tif"
+DEMO = ROOT / "demo_data" / "test_tiled.tif"  # a copy of the shared demo raster
 X0, Y0 = md.UTM33_ORIGIN
 
 
