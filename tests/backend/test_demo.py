@@ -9,16 +9,17 @@ import pytest
 from backend.demo import DEMO_DIR, SPACENET, SPACENET_TRUTH, main, read_truth, truth_iou
 
 
-@pytest.mark.parametrize("config", ["test-tiny"])
+@pytest.mark.parametrize("config", ["default", "test-tiny"])
 def test_demo_reduced_writes_gpkg_png_and_table(tmp_path: Path, capsys, config: str) -> None:
+    """`make demo` reduced to one query; "default" = the shipped weights, as `make demo` runs."""
     import pyogrio
     import rasterio
     from pyproj import CRS
 
+    model_args = [] if config == "default" else ["--config", config]
     rc = main(
         [
-            "--config",
-            config,
+            *model_args,
             "--out",
             str(tmp_path),
             "--raster",
@@ -38,6 +39,9 @@ def test_demo_reduced_writes_gpkg_png_and_table(tmp_path: Path, capsys, config: 
     with rasterio.open(DEMO_DIR / SPACENET) as ds:
         assert CRS.from_user_input(info["crs"]).equals(CRS.from_wkt(ds.crs.to_wkt()))
     assert {"prompt", "score", "area_m2", "model", "checkpoint_sha256"} <= set(info["fields"])
+    if config == "default" and info["features"]:
+        _, _, _, fields = pyogrio.raw.read(gpkgs[0], columns=["model", "checkpoint_sha256"])
+        assert set(fields[0]) == {"nano"} and all(len(sha) == 64 for sha in fields[1])
 
 
 def test_truth_iou_is_one_against_itself_and_zero_when_disjoint() -> None:
