@@ -255,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="1024,4096,10000", help="raster sides (px)")
     parser.add_argument("--device", default="auto", help="auto: CPU, plus CUDA when present")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run of the harness")
-    parser.add_argument("--skip", default="", help="comma list of P1,P2,P3,P4,P5,V to skip")
+    parser.add_argument(
+        "--skip", default="", help="comma list of P1,P2,P3,P4,P5,V (or SLEEP: the stand-in cases)"
+    )
     parser.add_argument(
         "--doc", type=Path, help="also write this markdown doc (docs/benchmarks.md)"
     )
@@ -279,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     devices = ["cpu"]
     if args.device in ("auto", "cuda") and report["machine"]["cuda"]:
         devices.append("cuda")
-    if not {"P1", "P2", "P3"} <= skip:
+    if not {"P1", "P2", "P3"} <= skip and "SLEEP" not in skip:
         bench_pipeline_sleep(rasters, args.runs, report, rows)
     if "P1" not in skip:
         bench_pipeline_model(rasters[sizes[0]], models, args.runs, report, rows)
