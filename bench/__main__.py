@@ -166,7 +166,7 @@ def bench_pipeline_model(raster: Path, configs: list[str], runs: int, report: di
         report["summary"][f"P1 {config} overhead ratio"] = a["overhead_ratio"]["median"]
         rows.append(
             row(
-                f"P1 pipeline, {config}",
+                f"P1 pipeline, {config} ({cases[0].get('weights', 'random')} weights)",
                 f"{cases[0]['mpx']:.1f} Mpx, {cases[0]['tiles']} tiles",
                 f"total {fmt(a['total_s'], 2)} s, model {fmt(a['model_s'], 2)} s; overhead "
                 f"{100 * a['overhead_ratio']['median']:.1f} % of model time "
@@ -197,7 +197,8 @@ def bench_latency(
             imp = statistics.median(c["import_s"] for c in cases)
             rows.append(
                 row(
-                    f"P4 latency, {config} ({device})",
+                    f"P4 latency, {config} ({device}, {cases[0].get('weights', 'random')} "
+                    "weights)",
                     f"{cases[0].get('extent_px', '1024²')} extent",
                     f"cold {fmt(cold, 2)} s (load incl.; + {imp:.1f} s imports), "
                     f"warm {fmt(warm, 2)} s",

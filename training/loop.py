@@ -171,6 +171,13 @@ def lr_factor(cfg: TrainConfig, epoch: int, global_step: int, total_steps: int) 
     return f
 
 
+def _pseudo_mask(model: torch.nn.Module, out: Any) -> torch.Tensor | None:
+    """The MPG pseudo-mask of a forward output, or None (no MPG: ablation arm or a baseline)."""
+    if getattr(model, "mpg", None) is None:
+        return None
+    return getattr(out, "pseudo_mask", None)
+
+
 def curriculum_types(cfg: TrainConfig, epoch: int) -> list[str]:
     """Expression types trained in ``epoch`` (empty = all)."""
     types: list[str] = []
@@ -434,7 +441,8 @@ def train_one_epoch(ctx: _Run, epoch: int) -> None:
                 masks = batch["mask"].to(ctx.device)
                 with _autocast(ctx.device, cfg.precision):
                     out = ctx.ddp_model(inputs)
-                terms = ctx.criterion(out.logits, masks, out.boundary_weight)
+                terms = ctx.criterion(out.logits, masks, out.boundary_weight,
+                                      _pseudo_mask(ctx.model, out))
                 ctx.scaler.scale(terms["loss"] / cfg.grad_accum_steps).backward()
             terms_sum += torch.stack([terms[k].detach().float().cpu()
                                       for k in ("loss", "bce", "dice", "boundary")])

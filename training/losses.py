@@ -137,6 +137,32 @@ def text_guided_boundary_loss(
     return F.mse_loss(w * boundary_map(m), w * boundary_map(y))
 
 
+def pseudo_mask_loss(pseudo_mask: Tensor, target: Tensor, eps: float = 1e-6) -> Tensor:
+    """Deep supervision of the MPG pseudo-mask: BCE + foreground Dice against the area fraction.
+
+    The target is reduced to the pseudo-mask grid by area averaging, so a grid cell that is 30 %
+    covered has the soft target 0.3. Not in the paper (its pseudo-mask trains only through the
+    final mask); it gives the union encoder a short gradient path, which a from-scratch model
+    needs (docs/model_card.md).
+
+    Args:
+        pseudo_mask: ``(B, 1, g1, g2)`` probabilities in ``(0, 1)``.
+        target: ``(B, H, W)`` (or ``(B, 1, H, W)``) in {0, 1} with ``H, W`` multiples of ``g``
+            (other sizes are area-resized).
+        eps: Clamp of the probabilities, and Dice smoothing.
+
+    Returns:
+        Scalar: ``mean_b(BCE) + mean_b(1 - Dice_fg)``.
+    """
+    p = pseudo_mask.float().clamp(eps, 1 - eps)
+    y = _as_bhw(target, "target").float().unsqueeze(1)
+    y = F.adaptive_avg_pool2d(y, p.shape[-2:])
+    bce = F.binary_cross_entropy(p, y, reduction="none").flatten(1).mean(1)
+    inter = (p * y).flatten(1).sum(1)
+    dice = (2 * inter + eps) / (p.flatten(1).sum(1) + y.flatten(1).sum(1) + eps)
+    return bce.mean() + (1 - dice).mean()
+
+
 @dataclass
 class LossConfig:
     """Weights and variants of the total loss (defaults: the paper's)."""
@@ -147,8 +173,11 @@ class LossConfig:
     class_weights: list[float] = field(default_factory=lambda: [0.9, 1.1])
     boundary_mode: str = "soft"
     dice_classes: str = "both"
+    prompt_weight: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.prompt_weight < 0:
+            raise ConfigError(f"loss.prompt_weight must be >= 0, got {self.prompt_weight!r}")
         if self.boundary_mode not in BOUNDARY_MODES:
             raise ConfigError(
                 f"loss.boundary_mode must be one of {BOUNDARY_MODES}, got {self.boundary_mode!r}"
@@ -173,7 +202,11 @@ class ReferringLoss(nn.Module):
         self.cfg = cfg or LossConfig()
 
     def forward(
-        self, logits: Tensor, target: Tensor, text_weight: Tensor | None = None
+        self,
+        logits: Tensor,
+        target: Tensor,
+        text_weight: Tensor | None = None,
+        pseudo_mask: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Compute the loss terms.
 
@@ -181,9 +214,12 @@ class ReferringLoss(nn.Module):
             logits: ``(B, 1, H, W)`` float logits at the target's resolution.
             target: ``(B, H, W)`` in {0, 1}.
             text_weight: ``(B,)`` text weights for the boundary term; None skips the term.
+            pseudo_mask: ``(B, 1, g, g)`` MPG probabilities; with ``prompt_weight > 0`` they are
+                supervised by :func:`pseudo_mask_loss` (None skips the term).
 
         Returns:
-            ``{"loss", "bce", "dice", "boundary"}`` scalars; ``"loss"`` is the weighted total.
+            ``{"loss", "bce", "dice", "boundary", "prompt"}`` scalars; ``"loss"`` is the weighted
+            total.
         """
         cfg = self.cfg
         logits = logits.float()  # losses in fp32 even under bf16 autocast
@@ -194,6 +230,11 @@ class ReferringLoss(nn.Module):
             tbl = text_guided_boundary_loss(logits, target, text_weight.float(), cfg.boundary_mode)
         else:
             tbl = logits.new_zeros(())
-        total = cfg.bce_weight * bce + cfg.dice_weight * dice + cfg.boundary_weight * tbl
+        if pseudo_mask is not None and cfg.prompt_weight != 0:
+            prompt = pseudo_mask_loss(pseudo_mask, target)
+        else:
+            prompt = logits.new_zeros(())
+        total = (cfg.bce_weight * bce + cfg.dice_weight * dice + cfg.boundary_weight * tbl
+                 + cfg.prompt_weight * prompt)
         return {"loss": total, "bce": bce.detach(), "dice": dice.detach(),
-                "boundary": tbl.detach()}
+                "boundary": tbl.detach(), "prompt": prompt.detach()}

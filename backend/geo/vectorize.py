@@ -96,26 +96,24 @@ def strip_pieces(mask: np.ndarray, prob: np.ndarray, row_off: int, col_off: int)
     if not mask.any():
         return []
     to_pixels = Affine.translation(col_off, row_off)
-    pieces: list[Piece] = []
-    for geometry, _ in features.shapes(mask.view(np.uint8), mask=mask, transform=to_pixels):
-        polygon = shape(geometry)
-        minx, miny, maxx, maxy = (int(round(v)) for v in polygon.bounds)
-        r0, c0 = miny - row_off, minx - col_off
-        height, width = maxy - miny, maxx - minx
-        if polygon.area == height * width:  # a plain rectangle: no rasterising needed
-            inside = slice(r0, r0 + height), slice(c0, c0 + width)
-            prob_sum = float(prob[inside].sum(dtype=np.float64))
-        else:
-            burn = features.rasterize(
-                [(polygon, 1)],
-                out_shape=(height, width),
-                transform=Affine.translation(minx, miny),
-                dtype=np.uint8,
-            ).view(bool)
-            window = prob[r0 : r0 + height, c0 : c0 + width]
-            prob_sum = float(window[burn].sum(dtype=np.float64))
-        pieces.append(Piece(polygon, prob_sum, int(round(polygon.area))))
-    return pieces
+    polygons = [
+        shape(geometry)
+        for geometry, _ in features.shapes(mask.view(np.uint8), mask=mask, transform=to_pixels)
+    ]
+    # probability sums of all polygons at once: burn each polygon's index (holes excluded) into
+    # one label image and sum per label (one rasterize per strip, not one per polygon)
+    labels = features.rasterize(
+        ((polygon, i + 1) for i, polygon in enumerate(polygons)),
+        out_shape=mask.shape,
+        transform=to_pixels,
+        fill=0,
+        dtype=np.int32,
+    )
+    sums = np.bincount(labels.ravel(), weights=prob.ravel(), minlength=len(polygons) + 1)
+    return [
+        Piece(polygon, float(sums[i + 1]), int(round(polygon.area)))
+        for i, polygon in enumerate(polygons)
+    ]
 
 
 @dataclass

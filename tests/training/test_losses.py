@@ -125,8 +125,40 @@ def test_referring_loss_combines_with_configured_weights():
         0.9 * weighted_bce(z, y) + 0.1 * dice_loss(z, y) + 0.2 * text_guided_boundary_loss(z, y, w)
     )
     assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
-    assert set(out) == {"loss", "bce", "dice", "boundary"}
+    assert set(out) == {"loss", "bce", "dice", "boundary", "prompt"}
     no_tbl = ReferringLoss(LossConfig(boundary_weight=0.0))(z, y, w)
     assert no_tbl["boundary"].item() == 0.0
     with pytest.raises(ConfigError, match="boundary_mode"):
         LossConfig(boundary_mode="sharp")
+
+
+def test_pseudo_mask_loss_uses_area_fraction_targets() -> None:
+    from training.losses import pseudo_mask_loss
+
+    target = torch.zeros(1, 64, 64)
+    target[0, :32, :16] = 1  # 2x2 grid: cell (0,0) is half covered, the rest empty
+    soft = torch.tensor([[[[0.5, 0.0], [0.0, 0.0]]]]).clamp(1e-6, 1 - 1e-6)
+    wrong = torch.tensor([[[[0.0, 0.5], [0.0, 0.0]]]]).clamp(1e-6, 1 - 1e-6)
+    good, bad = pseudo_mask_loss(soft, target), pseudo_mask_loss(wrong, target)
+    # at the soft target, BCE is the entropy of 0.5 over one cell of four; Dice = 2*.25/(.5+.5)
+    expected = torch.log(torch.tensor(2.0)) / 4 + (1 - 0.5)
+    assert good.item() == pytest.approx(expected.item(), rel=1e-3)
+    assert bad.item() > good.item() + 1.0
+
+
+def test_prompt_weight_adds_the_pseudo_mask_term_only_when_given() -> None:
+    from training.losses import pseudo_mask_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 1, 32, 32)
+    target = (torch.rand(2, 32, 32) > 0.7).float()
+    pm = torch.rand(2, 1, 8, 8)
+    base = ReferringLoss(LossConfig())(logits, target, None, pm)
+    aux = ReferringLoss(LossConfig(prompt_weight=0.5))(logits, target, None, pm)
+    assert base["prompt"].item() == 0.0
+    assert aux["loss"].item() == pytest.approx(
+        base["loss"].item() + 0.5 * pseudo_mask_loss(pm, target).item(), rel=1e-5)
+    no_pm = ReferringLoss(LossConfig(prompt_weight=0.5))(logits, target, None, None)
+    assert no_pm["loss"].item() == pytest.approx(base["loss"].item(), rel=1e-6)
+    with pytest.raises(ConfigError, match="prompt_weight"):
+        LossConfig(prompt_weight=-1.0)
