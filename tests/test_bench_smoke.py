@@ -65,3 +65,17 @@ def test_square_geometry_helper_matches_raster(tmp_path: Path) -> None:
     assert (row, col) == (sq.row, sq.col)
     assert tuple(rgb[:, sq.row, sq.col]) == (220, 30, 30)
     assert tuple(rgb[:, sq.row - 1, sq.col]) != (220, 30, 30)
+
+
+def test_write_doc_replaces_only_the_marked_results(tmp_path: Path) -> None:
+    from bench.__main__ import BEGIN, END, write_doc
+
+    doc = tmp_path / "benchmarks.md"
+    write_doc(doc, "| old |\n")
+    assert BEGIN in doc.read_text() and "| old |" in doc.read_text()
+    doc.write_text(doc.read_text() + "\n## Analysis\nhand-written\n")
+    write_doc(doc, "| new |\n")
+    text = doc.read_text()
+    assert "| new |" in text and "| old |" not in text
+    assert text.endswith("## Analysis\nhand-written\n")
+    assert text.count(BEGIN) == 1 and text.count(END) == 1
