@@ -125,7 +125,9 @@ def _make_standin(spec: str) -> Any:
             float(seconds) if seconds else 1.0, image_size=int(size) if size else 256
         )
     raise backend_module("errors").ConfigError(
-        f"unknown stand-in {spec!r}; use red, constant:<value> or sleep:<seconds>"
+        tr("unknown stand-in {spec!r}; use red, constant:<value> or sleep:<seconds>").format(
+            spec=spec
+        )
     )
 
 

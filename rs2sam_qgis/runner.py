@@ -18,6 +18,7 @@ import numpy as np
 from qgis.core import Qgis, QgsRectangle
 
 from ._backend import backend_module, get_backend
+from .i18n import tr
 from .models import CACHE
 from .native_libs import isolate_native_libraries, prepare_torch_stack
 from .request import ProviderSource, RunOutcome, SegmentRequest
@@ -190,8 +191,10 @@ def read_provider_pixels(
         dtype = _NUMPY_TYPES.get(block.dataType())
         if dtype is None:
             raise backend_module("errors").UnsupportedRasterError(
-                f"band {band} has QGIS data type {block.dataType()}, which the plugin cannot "
-                "read; export the layer to GeoTIFF (Raster > Conversion > Translate) and use that"
+                tr(
+                    "band {band} has QGIS data type {dtype}, which the plugin cannot read; export "
+                    "the layer to GeoTIFF (Raster > Conversion > Translate) and use that"
+                ).format(band=band, dtype=block.dataType())
             )
         plane = np.frombuffer(bytes(block.data()), dtype=dtype).reshape(height, width)
         if block.hasNoDataValue():

@@ -361,7 +361,7 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
 
         if not os.path.isfile(tmp_gpkg):
             raise backend_module("errors").OutputError(
-                f"the backend wrote no output file at {tmp_gpkg}"
+                tr("the backend wrote no output file at {path}").format(path=tmp_gpkg)
             )
         Path(destination).parent.mkdir(parents=True, exist_ok=True)
         if destination.lower().endswith(".gpkg"):
@@ -372,13 +372,17 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
         driver = QgsVectorFileWriter.driverForExtension(Path(destination).suffix.lstrip("."))
         if not driver:
             raise backend_module("errors").OutputError(
-                f"no vector format for {destination!r}; use .gpkg, .shp, .geojson, .fgb ..."
+                tr("no vector format for {path!r}; use .gpkg, .shp, .geojson, .fgb ...").format(
+                    path=destination
+                )
             )
         if os.path.exists(destination):
             gdal.GetDriverByName(driver).Delete(destination)
         result = gdal.VectorTranslate(destination, tmp_gpkg, format=driver)
         if result is None:
             raise backend_module("errors").OutputError(
-                f"could not convert the result to {destination!r} ({driver})"
+                tr("could not convert the result to {path!r} ({driver})").format(
+                    path=destination, driver=driver
+                )
             )
         result = None  # close

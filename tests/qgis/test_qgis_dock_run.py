@@ -145,6 +145,46 @@ def test_nothing_found_adds_no_layer_and_says_so(plugin, qgis_iface, red_square_
     assert any("Nothing found for 'nothing'" in m for m in messages(qgis_iface, "Info"))
 
 
+def test_default_output_next_to_the_project_else_temp_with_a_warning(
+    plugin, qgis_iface, red_square_tif, tmp_path, monkeypatch
+) -> None:
+    """No output folder chosen: an unsaved project writes to a temp folder and warns; a saved
+    project writes next to its file (no warning); an existing result is never overwritten."""
+    import tempfile
+
+    from qgis.core import QgsProject
+
+    from rs2sam_qgis.layer_input import output_path
+
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    raster = _add_raster(red_square_tif)
+    _show_on_canvas(qgis_iface, raster)
+    plugin.show_dock().layer_combo.setLayer(raster)
+    assert plugin.dock.output_dir_widget.filePath() == ""  # default preferences
+
+    task = _run(plugin, "the red square", "standin:red")
+    assert task.outcome is not None, plugin.dock.status_label.text()
+    first = Path(task.request.out_path)
+    assert first.parent == tmp_path / "tmp" / "rs2sam_results" and first.is_file()
+    warnings = messages(qgis_iface, "Warning")
+    assert any("not saved" in m and "rs2sam_results" in m for m in warnings), warnings
+
+    (tmp_path / "project").mkdir()
+    QgsProject.instance().setFileName(str(tmp_path / "project" / "p.qgz"))
+    task = _run(plugin, "the red square", "standin:red")
+    assert task.outcome is not None, plugin.dock.status_label.text()
+    second = Path(task.request.out_path)
+    assert second.parent == tmp_path / "project" and second.is_file()
+    assert len(messages(qgis_iface, "Warning")) == len(warnings)  # no new warning
+    assert first.is_file()  # the earlier result is untouched
+
+    taken = output_path(tmp_path / "project", "the red square")
+    taken.write_bytes(b"earlier result")
+    assert output_path(tmp_path / "project", "the red square") != taken
+    assert taken.read_bytes() == b"earlier result"
+
+
 def test_cancel_adds_nothing_and_leaves_no_file(plugin, qgis_iface, tmp_path) -> None:
     image = red_square_image(256)
     path = write_geotiff(tmp_path / "big.tif", image, (ORIGIN_X, ORIGIN_Y), PIXEL, 32633)
