@@ -28,6 +28,20 @@ RED_BOX = (
 )
 RED_AREA_M2 = 16 * 16 * PIXEL * PIXEL
 
+# A real GeoTIFF shipped with the repo: 413 x 426 px RGB, 0.27 m pixels, EPSG:26911.
+DEMO_RASTER = ROOT / "demo_data" / "SpaceNet_AOI_2_Las_Vegas-056155973080_01_P001-WV03-RGB.tif"
+MODEL_CARD = ROOT / "docs" / "model_card.md"
+
+
+def card_weights_sha256() -> str:
+    """The ``weights sha256`` row of docs/model_card.md (= ``Segmenter.checkpoint_sha256`` of
+    the bundled weights); read, not hard-coded, so retrained weights need no test edit."""
+    import re
+
+    match = re.search(r"weights sha256[^`\n]*`([0-9a-f]{64})`", MODEL_CARD.read_text())
+    assert match, "docs/model_card.md has no `weights sha256` row"
+    return match.group(1)
+
 
 def write_geotiff(
     path: Path,

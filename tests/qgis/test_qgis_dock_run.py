@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 from qgis_helpers import (
+    DEMO_RASTER,
     ORIGIN_X,
     ORIGIN_Y,
     PIXEL,
     RED_AREA_M2,
     RED_BOX,
+    card_weights_sha256,
     messages,
     red_square_image,
     wait_for,
@@ -359,3 +361,62 @@ def test_web_xyz_layer_is_read_through_the_provider(plugin, qgis_iface, tmp_path
     got = (box.xMinimum(), box.yMinimum(), box.xMaximum(), box.yMaximum())
     assert got == pytest.approx(expected, abs=2.5 * pixel)
     assert feature["source"] == "xyz"
+
+
+def test_bundled_weights_cold_then_warm_on_the_demo_geotiff(
+    plugin, qgis_iface, tmp_path, record_property
+) -> None:
+    """No checkpoint chosen = the bundled weights, on the real demo GeoTIFF (413 x 426 px,
+    0.27 m, EPSG:26911; about one 256 px tile at the model's 1 m): one layer in the raster's
+    CRS, model `nano` and the model card's weights sha256; the second run reuses the model."""
+    import shutil
+
+    from rs2sam_qgis.models import CACHE, ModelChoice
+
+    CACHE.clear()
+    copy = shutil.copy(DEMO_RASTER, tmp_path)  # QGIS writes a .aux.xml next to what it reads
+    raster = _add_raster(Path(copy), "las vegas")
+    _show_on_canvas(qgis_iface, raster, "EPSG:3857")  # canvas CRS differs from the raster's
+    dock = plugin.show_dock()
+    dock.layer_combo.setLayer(raster)
+    assert dock.checkpoint_widget.filePath() == ""  # default preferences: bundled weights
+    expected_sha = card_weights_sha256()
+    timings = []
+    for round_ in ("cold", "warm"):
+        before = _layers()
+        start = time.perf_counter()
+        task = _run(
+            plugin,
+            "buildings",
+            "",  # developer model off
+            threshold_spin=0.01,  # any polygon will do: this checks wiring, not quality
+            output_dir_widget=tmp_path / "out",
+        )
+        wall = time.perf_counter() - start
+        assert task.outcome is not None, plugin.dock.status_label.text()
+        assert task.request.model == ModelChoice()  # checkpoint=None: the bundled weights
+        assert task.outcome.polygons >= 1
+        added = [layer for key, layer in _layers().items() if key not in before]
+        assert len(added) == 1
+        result = added[0]
+        assert result.crs() == raster.crs() and result.crs().authid() == "EPSG:26911"
+        assert result.name() == "buildings"  # no "random weights" / "stand-in" label
+        features = list(result.getFeatures())
+        assert len(features) == task.outcome.polygons
+        assert {f["model"] for f in features} == {"nano"}
+        assert {f["checkpoint_sha256"] for f in features} == {expected_sha}
+        timings.append(
+            {
+                "round": round_,
+                "wall_s": round(wall, 3),
+                "run_s": round(task.outcome.seconds, 3),
+                "load_s": round(task.outcome.load_seconds, 3),
+                "polygons": task.outcome.polygons,
+            }
+        )
+    assert timings[0]["load_s"] > 0 and timings[1]["load_s"] == 0.0  # cached, not reloaded
+    assert len(CACHE) == 1
+    ((choice, _device), segmenter) = next(iter(CACHE._items.items()))
+    assert choice == ModelChoice() and segmenter.checkpoint_sha256 == expected_sha
+    record_property("bundled_weights_timings", json.dumps(timings))
+    print("bundled weights in QGIS:", json.dumps(timings))

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from qgis_helpers import RED_AREA_M2, RED_BOX
+from qgis_helpers import DEMO_RASTER, RED_AREA_M2, RED_BOX, card_weights_sha256
 
 pytestmark = pytest.mark.qgis
 
@@ -65,6 +65,32 @@ def test_processing_run_with_standin_writes_the_red_square(
     for name in ("prompt", "score", "area_m2", "model", "checkpoint_sha256"):
         assert layer.fields().indexOf(name) >= 0, name
     assert feature["prompt"] == "the red square"
+
+
+def test_processing_run_without_checkpoint_uses_the_bundled_weights(provider, tmp_path) -> None:
+    """No CHECKPOINT (and no developer model): the bundled weights, on the real demo GeoTIFF;
+    every feature says model `nano` and the weights sha256 of docs/model_card.md."""
+    import processing
+
+    raster = Path(shutil.copy(DEMO_RASTER, tmp_path))  # QGIS may write a .aux.xml next to it
+    out = tmp_path / "default.gpkg"
+    result = processing.run(
+        "rs2sam:segmentbytext",
+        {
+            "INPUT": str(raster),
+            "TEXT": "buildings",
+            "THRESHOLD": 0.01,  # any polygon will do: this checks wiring, not quality
+            "DEVICE": "cpu",
+            "OUTPUT": str(out),
+        },
+    )
+    assert Path(result["OUTPUT"]) == out and result["POLYGONS"] >= 1
+    layer = _read(out)
+    assert layer.crs().authid() == "EPSG:26911"
+    assert layer.featureCount() == result["POLYGONS"]
+    features = list(layer.getFeatures())
+    assert {f["model"] for f in features} == {"nano"}
+    assert {f["checkpoint_sha256"] for f in features} == {card_weights_sha256()}
 
 
 def test_processing_extent_min_area_and_other_formats(provider, red_square_tif, tmp_path) -> None:
