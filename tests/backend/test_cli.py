@@ -135,6 +135,7 @@ def test_empty_text(capsys, tmp_path, raster, text):
         capsys, raster, "--text", text, "--out", tmp_path / "o.gpkg", "--standin", "red"
     )
     assert_user_error(code, err, "empty")
+    assert sorted(os.listdir(tmp_path)) == ["in.tif"]
 
 
 def test_output_folder_missing(capsys, tmp_path, raster):

@@ -284,6 +284,24 @@ def test_uint16_four_band_input(tmp_path):
     assert len(swapped) == 0
 
 
+def test_float32_reflectance_with_nan_nodata(tmp_path):
+    """Float input (reflectance 0-1) is stretched like uint16; NaN nodata is never polygonised."""
+    h = w = 160
+    image = md.paint(md.background(h, w), md.rect_mask(h, w, 30, 40, 90, 120))
+    data = image.astype(np.float32) / 1000.0  # 0.03-0.22, far from the uint8 range
+    data[:, 120:, :] = np.nan
+    path = md.write_geotiff(
+        tmp_path / "refl.tif", data, transform=md.utm_transform(), nodata=float("nan")
+    )
+    result = segment_raster(path, "red", RedSegmenter(image_size=64), overlap_px=8)
+    assert len(result) == 1
+    assert result.polygons[0].symmetric_difference(utm_box(30, 40, 90, 120)).area < 1e-6
+    everything = segment_raster(path, "all", ConstantSegmenter(1.0), tile_px=64, overlap_px=8)
+    assert len(everything) == 1
+    assert everything.polygons[0].symmetric_difference(utm_box(0, 0, 120, w)).area < 1e-6
+    assert everything.pixel_counts["valid"] == 120 * w
+
+
 def test_stretch_comes_from_the_whole_raster_not_the_extent(tmp_path):
     """The model input of a pixel must not depend on the bbox (zoom-stable radiometry)."""
     h = w = 200

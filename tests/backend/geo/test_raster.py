@@ -110,6 +110,43 @@ def test_bbox_in_another_crs_is_densified(utm_raster):
     assert window.row_stop >= 80 and window.col_stop >= 90
 
 
+def test_bbox_edges_not_just_corners_are_transformed(tmp_path):
+    """A lon/lat bbox straddling the UTM central meridian: its southern edge bulges south
+    between the corners, so a corners-only transform would miss the bottom rows."""
+    import math
+
+    from pyproj import Transformer
+
+    x0, y0, res = 350_000.0, 6_700_000.0, 1000.0  # 300 x 200 km around 15 E, 59-60 N
+    path = md.write_geotiff(
+        tmp_path / "wide.tif", md.background(200, 300), transform=from_origin(x0, y0, res, res)
+    )
+    lon0, lat0, lon1, lat1 = 13.0, 58.9, 17.0, 60.1
+    window = bbox_to_window(_info(path), (lon0, lat0, lon1, lat1), "EPSG:4326")
+    to_utm = Transformer.from_crs("EPSG:4326", "EPSG:32633", always_xy=True)
+
+    def pixel_bounds(n: int) -> tuple[int, int, int, int]:
+        s = np.linspace(0.0, 1.0, n)
+        along_lon = lon0 + (lon1 - lon0) * s
+        along_lat = lat0 + (lat1 - lat0) * s
+        lon = np.concatenate([along_lon, np.full(n, lon1), along_lon, np.full(n, lon0)])
+        lat = np.concatenate([np.full(n, lat0), along_lat, np.full(n, lat1), along_lat])
+        x, y = to_utm.transform(lon, lat)
+        cols, rows = (x - x0) / res, (y0 - y) / res
+        return (
+            math.floor(rows.min()),
+            math.floor(cols.min()),
+            math.ceil(rows.max()),
+            math.ceil(cols.max()),
+        )
+
+    dense = pixel_bounds(2001)
+    corners = pixel_bounds(2)
+    got = (window.row_off, window.col_off, window.row_stop, window.col_stop)
+    assert got == dense
+    assert corners[2] < dense[2]  # the test can tell densified edges from corners
+
+
 @pytest.mark.parametrize(
     ("bbox", "match"),
     [
