@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -93,6 +94,25 @@ class TestChecker:
                     assert q in grammar.parse(text), (text, grammar.parse(text))
 
 
+def test_no_colour_words_and_false_colour_tiles_are_flagged(tmp_path):
+    """NWPU 369-453 are Vaihingen false-colour / CIR tiles: no phrasing may name a colour."""
+    colours = {"red", "green", "blue", "white", "black", "grey", "gray", "yellow", "brown",
+               "orange", "purple", "pink", "magenta", "dark", "bright", "colored", "coloured"}
+    for grammar, cls, anchor in ((NWPU_GRAMMAR, "vehicle", "bridge"),
+                                 (DUBAI_GRAMMAR, "building", "")):
+        for t in grammar.templates:
+            q = Query(t.kind, cls if t.number != "mass" else "water", t.number, t.arg,
+                      2 if "{ord}" in t.pattern else 0, anchor if "{asg}" in t.pattern else "")
+            for text in grammar.render(q):
+                assert not colours & set(text.split()), text
+    (tmp_path / "images").mkdir()
+    for name in ("368.jpg", "421.jpg"):
+        Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "images" / name)
+    flags = {name: nwpu.load_scene(tmp_path, nwpu.NwpuImage(1, name, 30, 20, ()), 64)[1]
+             .meta["false_colour"] for name in ("368.jpg", "421.jpg")}
+    assert flags == {"368.jpg": False, "421.jpg": True}
+
+
 def _read(out, split):
     return (out / f"output_phrase_{split}.txt").read_text().splitlines()
 
@@ -137,6 +157,22 @@ class TestBuildNwpu:
         assert {r["source_image"] for r in rows["train"]} == {"001.jpg", "002.jpg"}
         assert {r["source_image"] for r in rows["val"]} == {"003.jpg", "004.jpg"}
         assert not {r["id"] for r in rows["train"]} & {r["id"] for r in rows["val"]}
+        # the stats report agrees with the sidecars: per type, targets per expression, areas
+        stats = json.loads((out / "stats.json").read_text())
+        assert "## train" in (out / "stats.md").read_text()
+        for split, split_rows in rows.items():
+            s = stats[split]
+            assert s["expressions"] == len(split_rows)
+            assert {t: v["expressions"] for t, v in s["per_type"].items()} == \
+                dict(Counter(r["type"] for r in split_rows))
+            assert sum(s["targets_per_expression"].values()) == len(split_rows)
+            assert s["targets_per_expression"].get("1", 0) == \
+                sum(r["n_targets"] == 1 for r in split_rows)
+            areas = np.array([r["mask_area_frac"] for r in split_rows])
+            assert s["mask_area_frac"]["n"] == len(split_rows)
+            assert sum(s["mask_area_frac"]["histogram"].values()) == len(split_rows)
+            assert s["mask_area_frac"]["quantiles"]["p50"] == pytest.approx(
+                float(np.quantile(areas, 0.5)), abs=1e-5)
 
     def test_refuses_overlapping_upstream_splits_and_existing_output(self, nwpu_root, tmp_path):
         out = tmp_path / "gen"
