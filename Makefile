@@ -57,8 +57,8 @@ train: setup  ## make train CONFIG=training/configs/X.yaml NPROC=2 ARGS="key=val
 	@if [ "$(NPROC)" = "1" ]; then $(PY) -m training train --config $(CONFIG) $(ARGS); \
 	else $(VENV)/bin/torchrun --standalone --nproc_per_node=$(NPROC) -m training train --config $(CONFIG) $(ARGS); fi
 
-eval: setup  ## make eval CHECKPOINT=path DATASET=refsegrs ROOT=dir SPLIT=val
-	$(PY) -m training eval --checkpoint $(CHECKPOINT) --dataset $(DATASET) --root $(ROOT) --split $(SPLIT)
+eval: setup  ## make eval CHECKPOINT=path DATASET=refsegrs ROOT=dir SPLIT=val ARGS="--by-type --mode native"
+	$(PY) -m training eval --checkpoint $(CHECKPOINT) --dataset $(DATASET) --root $(ROOT) --split $(SPLIT) $(ARGS)
 
 data: setup data_gen/nwpu/stats.json data_gen/dubai/stats.json  ## generate the NWPU and Dubai referring sets into data_gen/ (seeded; kept when present)
 
