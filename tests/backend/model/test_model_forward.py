@@ -65,7 +65,23 @@ def test_nano_forward_at_native_size():
     nano = build_model("nano")
     assert nano.config.freeze_trunk is False
     image = np.random.default_rng(1).integers(0, 256, (1, 300, 200, 3), dtype=np.uint8)
-    out = _forward(nano, nano.prepare_inputs(image, ["two planes near the hangar"]))
+    inputs = nano.prepare_inputs(image, ["two planes near the hangar"])
+    S, R, g, C, d = 256, 256, 16, 256, nano.union.dim
+    assert (nano.image_size, nano.clip_image_size, nano.grid_size, nano.prompt_dim) == (S, R, g, C)
+    assert inputs.sam_images.shape == (1, 3, S, S) and inputs.sam_images.dtype == torch.float32
+    assert inputs.clip_images.shape == (1, 3, R, R) and inputs.clip_images.dtype == torch.float32
+    L = inputs.tokens.shape[1]
+    assert inputs.tokens.dtype == torch.int64 and inputs.text_pad.shape == (1, L)
+    with torch.inference_mode():
+        union = nano.union(inputs.clip_images, inputs.tokens, inputs.text_pad)
+        assert union.cls.shape == (1, 1, d) and union.vis.shape == (1, g, g, d)
+        assert union.txt.shape == (1, L, d) and union.cls.dtype == torch.float32
+        text_feat = nano.text_proj(union.txt)
+        image_embed, (s0, s1) = nano.encode_image(inputs.sam_images, text_feat, inputs.text_pad)
+        assert image_embed.shape == (1, C, S // 16, S // 16)
+        assert s0.shape == (1, C // 8, S // 4, S // 4) and s1.shape == (1, C // 4, S // 8, S // 8)
+        assert image_embed.dtype == s0.dtype == s1.dtype == torch.float32
+    out = _forward(nano, inputs)
     assert out.logits.shape == (1, 1, 256, 256) and out.logits.dtype == torch.float32
     assert out.pseudo_mask.shape == (1, 1, 16, 16)
     assert out.text_feat.shape[-1] == 256
@@ -73,6 +89,26 @@ def test_nano_forward_at_native_size():
     counts = nano.parameter_counts()
     assert 5e6 <= counts["total"] <= 15e6
     assert counts["trainable"] > 0.95 * counts["total"]  # the whole trunk trains
+
+
+def test_two_preprocessing_paths(tiny):
+    """SAM view: ImageNet mean/std at the model size; CLIP view: CLIP mean/std at its size."""
+    rgb = np.array([200, 100, 30], dtype=np.uint8)
+    image = np.broadcast_to(rgb, (1, 48, 80, 3)).copy()  # not square, not a model size
+    inputs = tiny.prepare_inputs(image, ["a roof"])
+    x = torch.tensor(rgb, dtype=torch.float32) / 255.0
+    imagenet = (torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225]))
+    openai = (
+        torch.tensor([0.48145466, 0.4578275, 0.40821073]),
+        torch.tensor([0.26862954, 0.26130258, 0.27577711]),
+    )
+    for view, size, (mean, std) in (
+        (inputs.sam_images, tiny.image_size, imagenet),
+        (inputs.clip_images, tiny.clip_image_size, openai),
+    ):
+        assert view.shape == (1, 3, size, size)
+        want = ((x - mean) / std).reshape(1, 3, 1, 1).expand_as(view)
+        torch.testing.assert_close(view, want, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("size", [96, 160])

@@ -111,6 +111,16 @@ def test_devices_resolve_on_this_machine():
             resolve_device("cuda:0")
 
 
+def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch):
+    mps = torch.backends.mps
+    for cuda, has_mps, want in [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")]:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda cuda=cuda: cuda)
+        monkeypatch.setattr(mps, "is_available", lambda has_mps=has_mps: has_mps)
+        assert resolve_device("auto") == torch.device(want)
+    with pytest.raises(DeviceError, match="'mps' is not available"):
+        resolve_device("mps")
+
+
 def test_threads_setting():
     before = torch.get_num_threads()
     try:
