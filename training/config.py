@@ -39,7 +39,9 @@ class DataSetConfig:
         repeat: Integer oversampling factor of this set in the training mix.
         max_train_samples: Keep only the first N training samples (0 = all).
         max_val_samples: Validate on a fixed seeded subset of N samples (0 = all).
-        types: Keep only these expression types (empty = all; untyped samples are kept).
+        types: Train only on these expression types (empty = all; untyped samples are kept).
+        val_types: Validate only on these expression types (empty = all), e.g. ``[class]``
+            for a recipe probe that trains class-level expressions only.
         synthetic_samples: Size of a synthetic split.
         synthetic_size_px: Image side of synthetic samples.
     """
@@ -53,6 +55,7 @@ class DataSetConfig:
     max_train_samples: int = 0
     max_val_samples: int = 0
     types: list[str] = field(default_factory=list)
+    val_types: list[str] = field(default_factory=list)
     synthetic_samples: int = 32
     synthetic_size_px: int = 96
 

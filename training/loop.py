@@ -127,8 +127,15 @@ def build_val_sets(cfg: TrainConfig, image_size: int) -> list[EvalSet]:
     """One evaluation view per data set with a val_split (fixed subsets where capped)."""
     out = []
     for src, c in _sources(cfg, "val_split"):
+        pool = list(range(len(src.dataset)))
+        if c.val_types:
+            keep = set(c.val_types)
+            pool = [i for i in pool if src.dataset.records[i].expr_type in keep]
+            if not pool:
+                raise ConfigError(f"data set {c.tag!r}: no val samples of types {c.val_types}")
         out.append(EvalSet(src, image_size,
-                           subset_indices(len(src.dataset), c.max_val_samples, cfg.seed)))
+                           [pool[k] for k in subset_indices(len(pool), c.max_val_samples,
+                                                            cfg.seed)]))
     return out
 
 

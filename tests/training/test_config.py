@@ -63,3 +63,21 @@ def test_overrides_are_type_checked():
         load_train_config(None, [])
     with pytest.raises(ConfigError, match=r"not found.*smoke\.yaml"):
         load_train_config("nope.yaml")
+
+
+def test_val_types_restrict_the_validation_samples(refsegrs_root):
+    """data.sets.N.val_types: validate on those expression types only; unset = every sample."""
+    from training.config import load_train_config
+    from training.loop import build_val_sets
+
+    rows = ['{"id": 21, "type": "class"}', '{"id": 22, "type": "position"}']
+    (refsegrs_root / "refer_val.jsonl").write_text("\n".join(rows) + "\n")
+    base = [f"data.sets=[{{format: refsegrs, root: {refsegrs_root}}}]", "model=test-tiny"]
+    every = build_val_sets(load_train_config(None, base), 64)[0]
+    assert [every[k]["text"] for k in range(len(every))] == ["low vegetation", "building"]
+    only = build_val_sets(load_train_config(None, [*base, "data.sets.0.val_types=[position]"]),
+                          64)[0]
+    assert [only[k]["text"] for k in range(len(only))] == ["building"]
+    assert only[0]["type"] == "position"
+    with pytest.raises(ConfigError, match=r"no val samples of types \['size'\]"):
+        build_val_sets(load_train_config(None, [*base, "data.sets.0.val_types=[size]"]), 64)
