@@ -2,10 +2,11 @@
 
 Each size runs in a FRESH subprocess (peak RSS from ``VmHWM``, which exec resets) with the
 same stand-in, ``SleepSegmenter`` (a fixed sleep per 1024 x 1024 tile plus fixed numpy
-work), so the pipeline's own cost can be read without model noise. The generated rasters are
-RGB uint8, 512 px internal tiles, DEFLATE, EPSG:32633, with red squares at known places (some
-straddling model-tile seams); every run checks that each square comes back as exactly one
-polygon with IoU >= 0.99, so a fast but wrong pipeline cannot pass.
+work), so the pipeline's own cost can be read without model noise. The rasters are the ones
+``make bench`` uses (:mod:`bench.rasters`); every run checks that each square comes back as
+exactly one polygon with IoU >= 0.99, so a fast but wrong pipeline cannot pass. Unlike
+``make bench`` it reports CPU time besides wall time, the pipeline's own stage timings, and
+(``--profile``) a cProfile top 15: what dominates the time.
 
     python bench/pipeline_scaling.py --sizes 1000 10000 --seconds 0.2 \
         --work-dir /tmp/rs2sam_bench --out bench_out/pipeline_scaling.json
@@ -26,67 +27,10 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-ORIGIN = (500_000.0, 5_000_000.0)
-PIXEL_M = 0.5
 TILE_PX = 1024
+sys.path.insert(0, str(ROOT))
 
-
-def squares_for(size: int) -> list[tuple[int, int, int]]:
-    """``(row, col, side)`` of the red squares: a grid, plus squares across tile seams."""
-    squares = [
-        (row, col, 40)
-        for row in range(400, size - 100, 1700)  # clear of the seam squares below
-        for col in range(400, size - 100, 1700)
-    ]
-    stride = TILE_PX - TILE_PX // 8
-    for k in range(1, 4):  # across the k-th horizontal and vertical seam bands
-        r = c = k * stride + 40
-        if r + 120 < size:
-            squares.append((r, c, 120))
-    return squares
-
-
-def make_raster(path: Path, size: int) -> list[tuple[int, int, int]]:
-    """Write the ``size`` x ``size`` benchmark raster strip by strip (flat memory); cached."""
-    import rasterio
-    from rasterio.transform import from_origin
-    from rasterio.windows import Window
-
-    squares = squares_for(size)
-    if path.exists():
-        return squares
-    path.parent.mkdir(parents=True, exist_ok=True)
-    profile = {
-        "driver": "GTiff",
-        "width": size,
-        "height": size,
-        "count": 3,
-        "dtype": "uint8",
-        "crs": "EPSG:32633",
-        "transform": from_origin(*ORIGIN, PIXEL_M, PIXEL_M),
-        "tiled": True,
-        "blockxsize": 512,
-        "blockysize": 512,
-        "compress": "deflate",
-        "BIGTIFF": "IF_SAFER",
-    }
-    rng = np.random.default_rng(0)
-    tmp = path.with_suffix(".tmp.tif")
-    with rasterio.open(tmp, "w", **profile) as dst:
-        for row0 in range(0, size, 512):
-            rows = min(512, size - row0)
-            # gray texture with 16 levels: compresses about 2:1, like real orthophotos
-            gray = (60 + 5 * rng.integers(0, 16, size=(rows, size))).astype(np.uint8)
-            rgb = np.repeat(gray[None], 3, axis=0)
-            for r, c, side in squares:
-                r0, r1 = max(r, row0), min(r + side, row0 + rows)
-                if r0 < r1:
-                    rgb[:, r0 - row0 : r1 - row0, c : c + side] = np.array([220, 30, 30])[
-                        :, None, None
-                    ]
-            dst.write(rgb, window=Window(0, row0, size, rows))
-    tmp.replace(path)
-    return squares
+from bench.rasters import ORIGIN_X, ORIGIN_Y, make_raster, squares_for  # noqa: E402
 
 
 def _vm_hwm_mib() -> float:
@@ -118,7 +62,7 @@ def child(raster: Path, size: int, seconds: float, profile: bool) -> dict[str, A
 
     seg = SleepSegmenter(seconds, image_size=TILE_PX)
     # warm-up on a tiny extent: imports, GDAL driver and PROJ database set-up are one-off costs
-    segment_raster(raster, "red", seg, bbox=(ORIGIN[0], ORIGIN[1] - 5, ORIGIN[0] + 5, ORIGIN[1]))
+    segment_raster(raster, "red", seg, bbox=(ORIGIN_X, ORIGIN_Y - 5, ORIGIN_X + 5, ORIGIN_Y))
     seg.calls = 0
     model_cpu = [0.0]
     predict = seg.predict
@@ -146,15 +90,7 @@ def child(raster: Path, size: int, seconds: float, profile: bool) -> dict[str, A
     wall = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
     peak = _vm_hwm_mib()
-    expected = [
-        box(
-            ORIGIN[0] + c * PIXEL_M,
-            ORIGIN[1] - (r + s) * PIXEL_M,
-            ORIGIN[0] + (c + s) * PIXEL_M,
-            ORIGIN[1] - r * PIXEL_M,
-        )
-        for r, c, s in squares_for(size)
-    ]
+    expected = [box(*sq.map_box()) for sq in squares_for(size)]
     tree = shapely.STRtree(result.polygons)
     ok = len(result.polygons) == len(expected)
     for square in expected:
