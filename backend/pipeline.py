@@ -86,6 +86,8 @@ class SegmentResult:
         pixel_counts: ``window`` (raster pixels processed), ``working`` (working pixels
             predicted, overlaps counted once), ``valid`` (non-nodata pixels, when known),
             ``positive`` (pixels above the threshold, before min-area filtering).
+        warnings: Things the user should know about this result, one sentence each (e.g.
+            words of the prompt the model never saw in training); also logged.
     """
 
     polygons: list[Any]
@@ -100,6 +102,7 @@ class SegmentResult:
     n_tiles: int
     timings: dict[str, float] = field(default_factory=dict)
     pixel_counts: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.polygons)
@@ -770,7 +773,28 @@ def _run(
         n_tiles=n_tiles,
         timings=timings,
         pixel_counts=counts,
+        warnings=_prompt_warnings(segmenter, options.text),
     )
+
+
+def _prompt_warnings(segmenter: SegmenterLike, text: str) -> list[str]:
+    """Warnings about ``text``: words the segmenter's weights never saw in training (logged).
+
+    Uses the segmenter's optional ``unknown_words(text) -> list[str]`` (the RS2-SAM 2
+    ``Segmenter`` has it; stand-ins and other segmenters need not).
+    """
+    unknown_words = getattr(segmenter, "unknown_words", None)
+    words = list(unknown_words(text)) if callable(unknown_words) else []
+    if not words:
+        return []
+    quoted = ", ".join(f"'{w}'" for w in words)
+    verb = "it means" if len(words) == 1 else "they mean"
+    message = (
+        f"the model never saw {quoted} in training, so {verb} nothing to it and the result "
+        "follows the other words only; rephrase with other words"
+    )
+    logger.warning("%s", message)
+    return [message]
 
 
 def _shift_up(acc: np.ndarray, n: int) -> None:

@@ -143,6 +143,7 @@ class SegmentController(QObject):
                 n=outcome.polygons, s=outcome.seconds, l=outcome.load_seconds, out=outcome.out_path
             )
         )
+        self._show_warnings(outcome)
         if outcome.polygons == 0:
             with contextlib.suppress(OSError):
                 os.remove(outcome.out_path)  # an empty file would only confuse
@@ -169,6 +170,17 @@ class SegmentController(QObject):
         if self.dock.temp_output_warning and not request.memory_layer:
             self.iface.messageBar().pushMessage(
                 self.title, self.dock.temp_output_warning, level=Qgis.Warning, duration=10
+            )
+
+    def _show_warnings(self, outcome: RunOutcome) -> None:
+        """Show the backend's warnings about this result in the message bar.
+
+        The backend's own log line already went to the log tab.
+        """
+        for warning in outcome.warnings:
+            self.iface.messageBar().pushMessage(
+                self.title, tr("Note: {warning}").format(warning=warning), level=Qgis.Warning,
+                duration=12,
             )
 
     def _on_failed(self, message: str, details: str) -> None:

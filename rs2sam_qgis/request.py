@@ -96,6 +96,8 @@ class RunOutcome:
         seconds: Wall time of the whole run (model load included).
         load_seconds: Time spent importing torch and loading the model (0.0 when cached).
         model_name: The segmenter's config name.
+        warnings: The backend's warnings about the result (e.g. prompt words the model never
+            saw in training), one sentence each.
     """
 
     out_path: str
@@ -104,3 +106,4 @@ class RunOutcome:
     seconds: float
     load_seconds: float
     model_name: str
+    warnings: tuple[str, ...] = ()

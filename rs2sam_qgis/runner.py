@@ -151,6 +151,7 @@ def run_segmentation(
         seconds=time.perf_counter() - start,
         load_seconds=load_seconds,
         model_name=str(getattr(segmenter, "name", "custom")),
+        warnings=tuple(result.warnings),
     )
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -465,6 +466,31 @@ class RS2SAM2(nn.Module):
         size = output_size or tuple(inputs.sam_images.shape[-2:])
         logits = F.interpolate(low_res.float(), size=size, mode="bilinear", align_corners=False)
         return ModelOutput(logits, pseudo_mask, boundary_weight, text_feat)
+
+    def unknown_words(self, text: str) -> list[str]:
+        """Words of ``text`` that carry no meaning for these weights.
+
+        A checkpoint exported with a row-pruned token table (``save_checkpoint(...,
+        keep_rows=...)``, as the bundled default weights are) keeps only the embedding rows of
+        the BPE tokens seen in training; the others load as zeros. A word with such a token is
+        reported here, so callers can tell the user instead of silently ignoring the word.
+        Weights with a full token table (random init, unpruned checkpoints) report nothing.
+
+        Args:
+            text: The referring expression.
+
+        Returns:
+            The unknown words in order of first appearance (lower-cased, without duplicates).
+        """
+        encode = getattr(self.tokenizer, "encode", None)
+        table = self.union.text.token_embedding.weight
+        if encode is None:
+            return []
+        zero = (table.detach() == 0).all(dim=1).cpu()  # (V,) bool; a few ms for 49,408 rows
+        if not bool(zero.any()):
+            return []
+        words = dict.fromkeys(re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text.lower()))
+        return [w for w in words if any(bool(zero[i]) for i in encode(w))]
 
     def adapted_blocks(self) -> list[AdaptedBlock]:
         """The Hiera blocks, each wrapped with its adapters (empty when ``use_bhfm`` is False)."""

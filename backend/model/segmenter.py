@@ -105,6 +105,15 @@ class Segmenter:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def unknown_words(self, text: str) -> list[str]:
+        """Words of ``text`` these weights never saw in training (see ``RS2SAM2.unknown_words``).
+
+        Example:
+            >>> load_segmenter().unknown_words("the buildings next to the lake")
+            ['next', 'lake']
+        """
+        return self.model.unknown_words(text)
+
     def predict(self, image: np.ndarray, text: str) -> np.ndarray:
         """Probability that each pixel belongs to what ``text`` describes.
 

@@ -347,6 +347,8 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
             n=outcome.polygons, area=outcome.area_m2, s=outcome.seconds, l=outcome.load_seconds
         )
         feedback.pushInfo(message)
+        for warning in outcome.warnings:
+            feedback.pushWarning(warning)
         log_info(f"segmentbytext {request.text!r}: {message} -> {self._destination}")
         return {
             self.OUTPUT: self._destination,

@@ -289,3 +289,19 @@ def test_bad_aoi_is_a_user_error(capsys, tmp_path, raster):
     )
     assert_user_error(code, err, "--aoi", "not a polygon")
     assert not out.exists()
+
+
+@pytest.mark.skipif(not DEMO.exists(), reason=f"{DEMO} not present")
+def test_words_the_bundled_model_never_saw_are_warned_about(tmp_path):
+    """The bundled weights keep only the token rows of their training captions: 'lake' is not
+    among them, so the CLI says so on stderr (a warning, not an error: exit 0, file written)."""
+    out = tmp_path / "lake.gpkg"
+    proc = _python_m_backend(DEMO, "--text", "the lake", "--out", out, "--device", "cpu",
+                             "--threads", "1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "never saw 'lake' in training" in proc.stderr
+    assert out.exists()
+    proc = _python_m_backend(DEMO, "--text", "water", "--out", tmp_path / "w.gpkg",
+                             "--device", "cpu", "--threads", "1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "never saw" not in proc.stderr

@@ -526,3 +526,23 @@ def test_accumulate_equals_the_weighted_sum(size, tile, overlap):
             acc = np.zeros_like(prob)
             _accumulate(acc, prob, (rw, blend.keys[i]), (cw, blend.keys[j]), scratch)
             assert np.allclose(acc, prob * rw[:, None] * cw[None, :], atol=1e-7)
+
+
+def test_words_the_model_never_saw_are_warned_about(tmp_path, caplog):
+    """A segmenter's ``unknown_words`` become one warning on the result (and in the log); the
+    polygons are unchanged; segmenters without it (stand-ins) give no warning."""
+
+    class Vocabulary(RedSegmenter):
+        def unknown_words(self, text: str) -> list[str]:
+            return [w for w in text.split() if w in ("lake", "shore")]
+
+    path = square_raster(tmp_path / "sq.tif")
+    with caplog.at_level("WARNING", logger="backend.pipeline"):
+        result = segment_raster(path, "the lake shore", Vocabulary(image_size=128))
+    assert len(result.warnings) == 1
+    assert "never saw 'lake', 'shore' in training" in result.warnings[0]
+    assert result.warnings[0] in caplog.text
+    plain = segment_raster(path, "the lake shore", RedSegmenter(image_size=128))
+    assert plain.warnings == []
+    assert [p.wkt for p in plain.polygons] == [p.wkt for p in result.polygons]
+    assert segment_raster(path, "red", Vocabulary(image_size=128)).warnings == []

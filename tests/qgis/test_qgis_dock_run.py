@@ -420,3 +420,21 @@ def test_bundled_weights_cold_then_warm_on_the_demo_geotiff(
     assert choice == ModelChoice() and segmenter.checkpoint_sha256 == expected_sha
     record_property("bundled_weights_timings", json.dumps(timings))
     print("bundled weights in QGIS:", json.dumps(timings))
+
+
+def test_words_the_bundled_model_never_saw_are_a_message_bar_warning(
+    plugin, qgis_iface, tmp_path
+) -> None:
+    """'lake' is not in the bundled weights' training captions: the run still finishes, and the
+    message bar warns that the word means nothing to the model."""
+    import shutil
+
+    copy = shutil.copy(DEMO_RASTER, tmp_path)
+    raster = _add_raster(Path(copy), "las vegas")
+    _show_on_canvas(qgis_iface, raster)
+    plugin.show_dock().layer_combo.setLayer(raster)
+    task = _run(plugin, "the lake", "", threshold_spin=0.01, output_dir_widget=tmp_path / "out")
+    assert task.outcome is not None, plugin.dock.status_label.text()
+    assert len(task.outcome.warnings) == 1 and "'lake'" in task.outcome.warnings[0]
+    warnings = [m for m in messages(qgis_iface, "Warning") if "never saw 'lake'" in m]
+    assert len(warnings) == 1, messages(qgis_iface, "Warning")

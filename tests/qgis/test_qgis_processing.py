@@ -93,6 +93,30 @@ def test_processing_run_without_checkpoint_uses_the_bundled_weights(provider, tm
     assert {f["checkpoint_sha256"] for f in features} == {card_weights_sha256()}
 
 
+def test_processing_warns_about_words_the_bundled_model_never_saw(provider, tmp_path) -> None:
+    """'lake' is not in the bundled weights' training captions: the log gets a warning."""
+    import processing
+    from qgis.core import QgsProcessingFeedback
+
+    class Capture(QgsProcessingFeedback):
+        def __init__(self):
+            super().__init__()
+            self.warnings = []
+
+        def pushWarning(self, warning):
+            self.warnings.append(warning)
+
+    raster = Path(shutil.copy(DEMO_RASTER, tmp_path))
+    feedback = Capture()
+    processing.run(
+        "rs2sam:segmentbytext",
+        {"INPUT": str(raster), "TEXT": "the lake", "DEVICE": "cpu",
+         "OUTPUT": str(tmp_path / "lake.gpkg")},
+        feedback=feedback,
+    )
+    assert [w for w in feedback.warnings if "never saw 'lake'" in w], feedback.warnings
+
+
 def test_processing_extent_min_area_and_other_formats(provider, red_square_tif, tmp_path) -> None:
     import processing
 

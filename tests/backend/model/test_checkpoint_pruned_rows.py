@@ -50,3 +50,22 @@ def test_keep_rows_rejects_bad_keys_and_rows(tmp_path):
         save_checkpoint(model, tmp_path / "a.safetensors", keep_rows={"nope": torch.arange(2)})
     with pytest.raises(CheckpointError, match="outside"):
         save_checkpoint(model, tmp_path / "b.safetensors", keep_rows={KEY: torch.tensor([10**6])})
+
+
+def test_unknown_words_are_the_words_with_pruned_token_rows(tmp_path):
+    """A word whose BPE token rows were pruned (never trained) is reported; known words are not,
+    and a full token table reports nothing (it cannot tell)."""
+    from backend.model.segmenter import load_segmenter
+
+    model = build_model("test-tiny")
+    encode = model.tokenizer.encode
+    known = {t for w in ("the", "buildings", "road", "left") for t in encode(w)}
+    keep = torch.tensor(sorted(known | {49406, 49407}))
+    path = tmp_path / "pruned.safetensors"
+    save_checkpoint(model, path, keep_rows={KEY: keep})
+    seg = load_segmenter(path, device="cpu")
+    assert seg.unknown_words("the buildings on the left") == ["on"]
+    assert seg.unknown_words("The LAKE, the road and the lake's shore") == ["lake", "and",
+                                                                          "lake's", "shore"]
+    assert seg.unknown_words("the road") == []
+    assert build_model("test-tiny").unknown_words("the lake") == []  # full table: unknown
