@@ -246,6 +246,7 @@ def save_checkpoint(
     os.close(fd)
     try:
         save_file(stored, tmp, metadata=header)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a checkpoint is data others may read
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):

@@ -228,3 +228,14 @@ def test_open_clip_weights_of_another_model_are_rejected(tmp_path):
     torch.save(clip.state_dict(), path)
     with pytest.raises(CheckpointError, match="open_clip weights do not fit test-tiny"):
         load_open_clip_weights(build_model("test-tiny"), path)
+
+
+def test_saved_checkpoint_has_the_usual_file_mode(tmp_path):
+    """Written through a private (0600) temporary file, but saved as 0644, so a shared model
+    folder works for other users."""
+    from backend.model.checkpoint import save_checkpoint
+    from backend.model.rs2sam import build_model
+
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(build_model("test-tiny"), path)
+    assert path.stat().st_mode & 0o777 == 0o644
