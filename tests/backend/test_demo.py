@@ -59,3 +59,15 @@ def test_demo_user_error_exits_2(tmp_path: Path, capsys) -> None:
     rc = main(["--checkpoint", str(tmp_path / "missing.safetensors"), "--out", str(tmp_path)])
     assert rc == 2
     assert "missing.safetensors" in capsys.readouterr().err
+
+
+def test_query_gsd_and_prompt_warnings_reach_the_table(tmp_path: Path, capsys) -> None:
+    """A demo query with its own working GSD (vehicles at 0.25 m) is run and labelled at that
+    GSD; a prompt word the bundled weights never saw is listed under the table."""
+    rc = main(["--out", str(tmp_path), "--raster", "test_tiled.tif", "--query", "vehicles",
+               "--query", "the lake"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "| vehicles | 0.25 m |" in out
+    assert "| the lake | 1 m |" in out  # the model's own gsd_m
+    assert "- 'the lake': the model never saw 'lake'" in out
