@@ -26,6 +26,8 @@ class SegmenterLike(Protocol):
     * ``image_size: int`` - preferred square tile size in pixels (default 1024).
     * ``gsd_m: float | None`` - working ground resolution in metres per pixel the model was
       trained at; ``None`` means "use the raster's native resolution".
+    * ``unknown_words(text) -> list[str]`` - words of the prompt the weights never saw in
+      training; each run reports them in ``SegmentResult.warnings`` (default: none).
     """
 
     def predict(self, image: np.ndarray, text: str) -> np.ndarray:
