@@ -516,7 +516,10 @@ def _check_text(text: object) -> None:
 
 def _as_image_batch(images: torch.Tensor | np.ndarray) -> torch.Tensor:
     if isinstance(images, np.ndarray):
-        images = torch.from_numpy(np.ascontiguousarray(images))
+        arr = np.ascontiguousarray(images)
+        if not arr.flags.writeable:  # read-only input (e.g. a cached tile): copy, never alias
+            arr = arr.copy()
+        images = torch.from_numpy(arr)
     if not isinstance(images, torch.Tensor):
         raise InputError(
             "images must be a (B, H, W, 3) uint8 numpy array or tensor, "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -47,6 +49,17 @@ def test_predict_batch_equals_one_by_one(seg, images):
     assert batch.shape == (2, 72, 96) and batch.dtype == np.float32
     for i in range(2):
         np.testing.assert_allclose(batch[i], seg.predict(images[i], "the red square"), atol=1e-6)
+
+
+def test_read_only_input_is_copied_not_aliased(seg, images):
+    """A read-only array (a memory-mapped or cached tile) gives the same values, no warning."""
+    ro = images.copy()
+    ro.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # torch's "non-writable array" warning
+        out = seg.predict_batch(ro, "the red square")
+    np.testing.assert_array_equal(out, seg.predict_batch(images.copy(), "the red square"))
+    assert not ro.flags.writeable
 
 
 def test_predict_batch_chunks_give_the_same_values(tiny, images):
