@@ -200,16 +200,16 @@ def run_demo(
             png = overlay_png(raster, result.polygons, query, out_dir / f"{stem}.png", note, truth)
             rows.append(
                 DemoRow(
-                    raster_name,
-                    query,
-                    len(result.polygons),
-                    area,
-                    seconds,
-                    gpkg,
-                    png,
-                    iou,
-                    result.gsd_m,
-                    tuple(result.warnings),
+                    raster=raster_name,
+                    query=query,
+                    polygons=len(result.polygons),
+                    area_m2=area,
+                    seconds=seconds,
+                    gpkg=gpkg,
+                    png=png,
+                    iou=iou,
+                    gsd_m=result.gsd_m,
+                    warnings=tuple(result.warnings),
                 )
             )
     return rows

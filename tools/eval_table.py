@@ -4,7 +4,7 @@ Reads, per run folder, ``eval_nwpu.json`` / ``eval_dubai.json`` (``python -m tra
 --by-type`` output) when present, else the run's ``val_log.csv`` (the in-run validation on the
 fixed val subsets) at the best epoch or at ``--epoch N``.
 
-    .venv/bin/python tools/eval_table.py runs/nano_default [runs/ablation_no_bhfm ...] \
+    .venv/bin/python tools/eval_table.py runs/nano_default_2h [runs/ablation30_no_bhfm ...] \
         [--epoch 2] [--full]
 
 ``--full`` prints one table per run with oIoU, mIoU and Pr@0.5-0.9 per data set and type;

@@ -483,9 +483,9 @@ class RS2SAM2(nn.Module):
             The unknown words in order of first appearance (lower-cased, without duplicates).
         """
         encode = getattr(self.tokenizer, "encode", None)
-        table = self.union.text.token_embedding.weight
         if encode is None:
             return []
+        table = self.union.text.token_embedding.weight
         zero = (table.detach() == 0).all(dim=1).cpu()  # (V,) bool; a few ms for 49,408 rows
         if not bool(zero.any()):
             return []
