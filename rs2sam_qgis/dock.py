@@ -122,6 +122,21 @@ class SegmentDock(QgsDockWidget):
         self.min_area_spin.setSuffix(" m²")
         self.min_area_spin.setClearValue(0.0)
         self.min_area_spin.setToolTip(tr("Polygons with a smaller ground area are dropped."))
+        self.gsd_spin = QgsDoubleSpinBox(body)
+        self.gsd_spin.setObjectName("Rs2SamGsdSpin")
+        self.gsd_spin.setRange(0.0, 1000.0)
+        self.gsd_spin.setDecimals(2)
+        self.gsd_spin.setSingleStep(0.05)
+        self.gsd_spin.setSuffix(" m/px")
+        self.gsd_spin.setSpecialValueText(tr("Model's own"))
+        self.gsd_spin.setClearValue(0.0)
+        self.gsd_spin.setToolTip(
+            tr(
+                "Ground resolution the image is resampled to before the model sees it, so the "
+                "result does not depend on the zoom. 'Model's own' = what the weights were "
+                "trained at (1 m/px for the bundled weights; use 0.25 for vehicles)."
+            )
+        )
 
         main_form = QFormLayout()
         main_form.addRow(tr("Find"), self.query_combo)
@@ -132,6 +147,7 @@ class SegmentDock(QgsDockWidget):
         main_form.addRow("", self.extent_info)
         main_form.addRow(tr("Threshold"), self.threshold_spin)
         main_form.addRow(tr("Minimum area"), self.min_area_spin)
+        main_form.addRow(tr("Working resolution"), self.gsd_spin)
 
         # --- model and device
         model_box = QgsCollapsibleGroupBox(tr("Model and device"), body)
@@ -218,6 +234,7 @@ class SegmentDock(QgsDockWidget):
         """Show stored preferences in the widgets."""
         self.threshold_spin.setValue(settings.threshold)
         self.min_area_spin.setValue(settings.min_area_m2)
+        self.gsd_spin.setValue(settings.gsd_m)
         self.checkpoint_widget.setFilePath(settings.checkpoint)
         index = self.device_combo.findText(settings.device)
         if index >= 0:
@@ -240,6 +257,7 @@ class SegmentDock(QgsDockWidget):
             recent_queries=list(self.settings.recent_queries),
             threshold=self.threshold_spin.value(),
             min_area_m2=self.min_area_spin.value(),
+            gsd_m=self.gsd_spin.value(),
             checkpoint=self.checkpoint_widget.filePath().strip(),
             device=self.device_combo.currentText().strip() or "auto",
             threads=self.threads_spin.value(),
@@ -438,6 +456,7 @@ class SegmentDock(QgsDockWidget):
             aoi_wkt=area.aoi_wkt,
             memory_layer=values.memory_layer,
             source_name=layer.name(),
+            gsd_m=values.gsd_m or None,
         )
 
 

@@ -65,6 +65,8 @@ class SegmentRequest:
         aoi_crs: CRS of ``aoi_wkt`` (auth id or WKT); None = ``bbox_crs``.
         memory_layer: Load the result as a memory layer (``out_path`` is then a temp file).
         source_name: Written to the ``source`` field for provider reads (the layer name).
+        gsd_m: Working ground resolution in m/px to resample to; None = the model's own
+            (the checkpoint's ``gsd_m``, 1 m/px for the bundled weights).
     """
 
     text: str
@@ -83,6 +85,7 @@ class SegmentRequest:
     aoi_crs: str | None = None
     memory_layer: bool = False
     source_name: str = ""
+    gsd_m: float | None = None
 
 
 @dataclass(frozen=True)

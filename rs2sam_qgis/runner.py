@@ -126,6 +126,7 @@ def run_segmentation(
         "out_path": request.out_path,
         "threshold": request.threshold,
         "min_area_m2": request.min_area_m2,
+        "gsd_m": "auto" if request.gsd_m is None else request.gsd_m,
         "progress": backend_progress,
         "is_cancelled": cancelled,
     }

@@ -27,6 +27,7 @@ class PluginSettings:
         recent_queries: Most recent first, at most :data:`MAX_RECENT_QUERIES`.
         threshold: Probability threshold in ``[0, 1]``.
         min_area_m2: Polygons smaller than this ground area (m²) are dropped.
+        gsd_m: Working ground resolution in m/px; 0 = the model's own.
         checkpoint: Path of a ``.safetensors`` checkpoint; "" = the bundled default weights.
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` | ``mps``.
         threads: Torch CPU threads.
@@ -40,6 +41,7 @@ class PluginSettings:
     recent_queries: list[str] = field(default_factory=list)
     threshold: float = 0.5
     min_area_m2: float = 0.0
+    gsd_m: float = 0.0
     checkpoint: str = ""
     device: str = "auto"
     threads: int = field(default_factory=default_threads)
@@ -79,6 +81,7 @@ def load_settings() -> PluginSettings:
         loaded.extent_mode = defaults.extent_mode
     loaded.threshold = min(1.0, max(0.0, loaded.threshold))
     loaded.threads = max(1, loaded.threads)
+    loaded.gsd_m = max(0.0, loaded.gsd_m)
     # RS2SAM_DEV_MODELS=1 also enables the developer models (tests, CI, desktop e2e)
     loaded.dev_models = loaded.dev_models or os.environ.get("RS2SAM_DEV_MODELS") == "1"
     return loaded

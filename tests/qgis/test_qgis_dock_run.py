@@ -108,6 +108,36 @@ def test_standin_query_adds_one_layer_with_the_red_square(
     assert any("1 polygon(s)" in m and "256 m²" in m for m in success), success
 
 
+def test_working_resolution_reaches_the_backend_and_is_remembered(
+    plugin, qgis_iface, red_square_tif, tmp_path
+) -> None:
+    from rs2sam_qgis.settings import load_settings
+
+    raster = _add_raster(red_square_tif)
+    _show_on_canvas(qgis_iface, raster)
+    dock = plugin.show_dock()
+    dock.layer_combo.setLayer(raster)
+    assert dock.gsd_spin.value() == 0.0 and dock.gsd_spin.text() == "Model's own"
+    task = _run(plugin, "red", "standin:red", gsd_spin=2.0, output_dir_widget=tmp_path / "out")
+    assert task.outcome is not None and task.outcome.polygons == 1
+    assert task.request.gsd_m == 2.0
+    feature = next(_read_gpkg(task.outcome.out_path).getFeatures())
+    assert feature["gsd_m"] == pytest.approx(2.0)  # resampled to 2 m/px, not the native 1 m
+    assert load_settings().gsd_m == 2.0
+    task = _run(plugin, "red", "standin:red", gsd_spin=0.0, output_dir_widget=tmp_path / "out")
+    assert task.request.gsd_m is None  # "Model's own": the backend's "auto"
+    feature = next(_read_gpkg(task.outcome.out_path).getFeatures())
+    assert feature["gsd_m"] == pytest.approx(1.0, rel=1e-3)  # stand-in: native pixels
+
+
+def _read_gpkg(path: str):
+    from qgis.core import QgsVectorLayer
+
+    layer = QgsVectorLayer(path, "out", "ogr")
+    assert layer.isValid(), path
+    return layer
+
+
 def test_memory_layer_and_selected_polygon_clip(plugin, qgis_iface, red_square_tif) -> None:
     from qgis.core import QgsFeature, QgsGeometry, QgsProject, QgsRectangle, QgsVectorLayer
 

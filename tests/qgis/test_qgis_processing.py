@@ -156,6 +156,33 @@ def test_processing_extent_min_area_and_other_formats(provider, red_square_tif, 
     assert layer.featureCount() == 1 and layer.crs().authid() == "EPSG:32633"
 
 
+def test_processing_gsd_sets_the_working_resolution(provider, red_square_tif, tmp_path) -> None:
+    """GSD resamples before the model: the gsd_m field says so and the square stays found."""
+    import processing
+
+    runs = {}
+    for gsd in (0.0, 2.0):
+        out = tmp_path / f"gsd_{gsd:g}.gpkg"
+        processing.run(
+            "rs2sam:segmentbytext",
+            {
+                "INPUT": str(red_square_tif),
+                "TEXT": "red",
+                "GSD": gsd,
+                "MODEL_CONFIG": "standin:red",
+                "OUTPUT": str(out),
+            },
+        )
+        feats = list(_read(out).getFeatures())
+        assert len(feats) == 1
+        runs[gsd] = feats[0]
+    # the stand-in has no gsd_m: native pixels, 1 m in the CRS (1.0004 m true ground size)
+    assert runs[0.0]["gsd_m"] == pytest.approx(1.0, rel=1e-3)
+    assert runs[2.0]["gsd_m"] == pytest.approx(2.0)
+    # 16 x 16 m square: at 2 m/px its edges land on the 2 m grid, still 256 m² within a pixel
+    assert runs[2.0]["area_m2"] == pytest.approx(256.0, abs=2 * 16 * 2.0)
+
+
 def test_processing_aoi_polygons_in_another_crs(provider, red_square_tif, tmp_path) -> None:
     """AOI: a polygon layer in EPSG:4326 covering the left half of the red square."""
     import processing
