@@ -29,9 +29,6 @@ import contextlib
 import logging
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from importlib import resources
-from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +38,19 @@ from torch import nn
 from ..errors import ConfigError, InputError
 from .bhfm import AdaptedBlock, TextFusion, TextState, add_adapters
 from .configs import ModelConfig, get_model_config
+from .model_io import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    MIN_IMAGE_PX,
+    ModelInputs,
+    ModelOutput,
+    _as_image_batch,
+    _channel_stat,
+    _check_text,
+    _resize,
+)
 from .mpg import MaskPromptGenerator
+from .sam2_build import _build_sam2, load_sam2_yaml
 from .union import build_clip, build_union_encoder, get_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -57,9 +66,6 @@ __all__ = [
     "load_sam2_yaml",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-MIN_IMAGE_PX = 32
 
 # parameters whose outputs RS2-SAM 2 never uses (IoU / object-score heads, point and box
 # prompts, the no-mask embedding): kept so official weights load, but frozen so they are not
@@ -72,85 +78,6 @@ _UNUSED_PREFIXES = (
     "sam_prompt_encoder.no_mask_embed.",
 )
 _ADAPTER_MARKERS = (".Space_Adapter.", ".MLP_Adapter.")
-
-
-@dataclass
-class ModelInputs:
-    """A preprocessed batch (see :meth:`RS2SAM2.prepare_inputs`).
-
-    Attributes:
-        sam_images: ``(B, 3, S, S)`` float32, ImageNet-normalised SAM view.
-        clip_images: ``(B, 3, R, R)`` float32, CLIP-normalised union-encoder view.
-        tokens: ``(B, L)`` int64 token ids, trimmed to the batch's longest caption.
-        text_pad: ``(B, L)`` bool, True at positions after each caption's EOT token.
-    """
-
-    sam_images: torch.Tensor
-    clip_images: torch.Tensor
-    tokens: torch.Tensor
-    text_pad: torch.Tensor
-
-    @property
-    def batch_size(self) -> int:
-        """Number of (image, caption) pairs."""
-        return int(self.sam_images.shape[0])
-
-    def to(self, device: torch.device | str) -> ModelInputs:
-        """Copy of the batch on ``device``."""
-        return ModelInputs(
-            self.sam_images.to(device),
-            self.clip_images.to(device),
-            self.tokens.to(device),
-            self.text_pad.to(device),
-        )
-
-
-@dataclass
-class ModelOutput:
-    """Result of :meth:`RS2SAM2.forward`.
-
-    Attributes:
-        logits: ``(B, 1, S, S)`` float32 mask logits at the model input size (or at
-            ``output_size``); foreground probability = ``sigmoid(logits)``.
-        pseudo_mask: ``(B, 1, g, g)`` MPG pseudo-mask, probabilities in ``(0, 1)``.
-        boundary_weight: ``(B,)`` text weight of the boundary loss (Linear on
-            ``text_feat[:, 0]``; raw, unbounded, as in the reference code).
-        text_feat: ``(B, L, C)`` projected text features (C = 256 for real SAM 2 configs).
-    """
-
-    logits: torch.Tensor
-    pseudo_mask: torch.Tensor
-    boundary_weight: torch.Tensor
-    text_feat: torch.Tensor
-
-
-def load_sam2_yaml(config: ModelConfig) -> Any:
-    """The ``model`` node of ``config.sam2_yaml`` with ``image_size`` set from ``config``.
-
-    Raises:
-        ConfigError: If the YAML file does not exist.
-    """
-    from omegaconf import OmegaConf
-
-    ref = config.sam2_yaml
-    if ref.startswith("sam2:"):
-        path = resources.files("sam2") / ref.removeprefix("sam2:")
-    else:
-        path = resources.files(__package__) / "sam2_yaml" / ref
-    if not path.is_file():
-        raise ConfigError(
-            f"{config.name}: SAM 2 YAML {ref!r} not found (looked at {path}); use a file in "
-            "backend/model/sam2_yaml/ or 'sam2:configs/sam2.1/<file>.yaml'"
-        )
-    node = OmegaConf.load(str(path)).model
-    node.image_size = config.image_size
-    return node
-
-
-def _build_sam2(config: ModelConfig) -> nn.Module:
-    from hydra.utils import instantiate
-
-    return instantiate(load_sam2_yaml(config), _recursive_=True)
 
 
 class RS2SAM2(nn.Module):
@@ -495,46 +422,6 @@ class RS2SAM2(nn.Module):
     def adapted_blocks(self) -> list[AdaptedBlock]:
         """The Hiera blocks, each wrapped with its adapters (empty when ``use_bhfm`` is False)."""
         return [b for b in self.image_encoder.trunk.blocks if isinstance(b, AdaptedBlock)]
-
-
-def _channel_stat(values: Sequence[float]) -> torch.Tensor:
-    return torch.tensor(tuple(values), dtype=torch.float32).reshape(1, 3, 1, 1)
-
-
-def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == (size, size):
-        return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-
-
-def _check_text(text: object) -> None:
-    if not isinstance(text, str):
-        raise InputError(f"text must be a str, got {type(text).__name__}: {text!r}")
-    if not text.strip():
-        raise InputError(f"text is empty or whitespace ({text!r}); describe what to segment")
-
-
-def _as_image_batch(images: torch.Tensor | np.ndarray) -> torch.Tensor:
-    if isinstance(images, np.ndarray):
-        arr = np.ascontiguousarray(images)
-        if not arr.flags.writeable:  # read-only input (e.g. a cached tile): copy, never alias
-            arr = arr.copy()
-        images = torch.from_numpy(arr)
-    if not isinstance(images, torch.Tensor):
-        raise InputError(
-            "images must be a (B, H, W, 3) uint8 numpy array or tensor, "
-            f"got {type(images).__name__}"
-        )
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise InputError(f"images must be (B, H, W, 3) RGB, got shape {tuple(images.shape)}")
-    if images.dtype != torch.uint8:
-        raise InputError(
-            f"images must be uint8 (0-255), got {images.dtype}; scale and convert first"
-        )
-    h, w = images.shape[1:3]
-    if min(h, w) < MIN_IMAGE_PX:
-        raise InputError(f"images must be at least {MIN_IMAGE_PX}x{MIN_IMAGE_PX} px, got {h}x{w}")
-    return images
 
 
 @contextlib.contextmanager

@@ -1,0 +1,108 @@
+"""Model inputs and outputs of RS2-SAM 2 and their preprocessing helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "MIN_IMAGE_PX", "ModelInputs", "ModelOutput"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MIN_IMAGE_PX = 32
+
+
+@dataclass
+class ModelInputs:
+    """A preprocessed batch (see :meth:`RS2SAM2.prepare_inputs`).
+
+    Attributes:
+        sam_images: ``(B, 3, S, S)`` float32, ImageNet-normalised SAM view.
+        clip_images: ``(B, 3, R, R)`` float32, CLIP-normalised union-encoder view.
+        tokens: ``(B, L)`` int64 token ids, trimmed to the batch's longest caption.
+        text_pad: ``(B, L)`` bool, True at positions after each caption's EOT token.
+    """
+
+    sam_images: torch.Tensor
+    clip_images: torch.Tensor
+    tokens: torch.Tensor
+    text_pad: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        """Number of (image, caption) pairs."""
+        return int(self.sam_images.shape[0])
+
+    def to(self, device: torch.device | str) -> ModelInputs:
+        """Copy of the batch on ``device``."""
+        return ModelInputs(
+            self.sam_images.to(device),
+            self.clip_images.to(device),
+            self.tokens.to(device),
+            self.text_pad.to(device),
+        )
+
+
+@dataclass
+class ModelOutput:
+    """Result of :meth:`RS2SAM2.forward`.
+
+    Attributes:
+        logits: ``(B, 1, S, S)`` float32 mask logits at the model input size (or at
+            ``output_size``); foreground probability = ``sigmoid(logits)``.
+        pseudo_mask: ``(B, 1, g, g)`` MPG pseudo-mask, probabilities in ``(0, 1)``.
+        boundary_weight: ``(B,)`` text weight of the boundary loss (Linear on
+            ``text_feat[:, 0]``; raw, unbounded, as in the reference code).
+        text_feat: ``(B, L, C)`` projected text features (C = 256 for real SAM 2 configs).
+    """
+
+    logits: torch.Tensor
+    pseudo_mask: torch.Tensor
+    boundary_weight: torch.Tensor
+    text_feat: torch.Tensor
+
+
+def _channel_stat(values: Sequence[float]) -> torch.Tensor:
+    return torch.tensor(tuple(values), dtype=torch.float32).reshape(1, 3, 1, 1)
+
+
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def _check_text(text: object) -> None:
+    if not isinstance(text, str):
+        raise InputError(f"text must be a str, got {type(text).__name__}: {text!r}")
+    if not text.strip():
+        raise InputError(f"text is empty or whitespace ({text!r}); describe what to segment")
+
+
+def _as_image_batch(images: torch.Tensor | np.ndarray) -> torch.Tensor:
+    if isinstance(images, np.ndarray):
+        arr = np.ascontiguousarray(images)
+        if not arr.flags.writeable:  # read-only input (e.g. a cached tile): copy, never alias
+            arr = arr.copy()
+        images = torch.from_numpy(arr)
+    if not isinstance(images, torch.Tensor):
+        raise InputError(
+            "images must be a (B, H, W, 3) uint8 numpy array or tensor, "
+            f"got {type(images).__name__}"
+        )
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise InputError(f"images must be (B, H, W, 3) RGB, got shape {tuple(images.shape)}")
+    if images.dtype != torch.uint8:
+        raise InputError(
+            f"images must be uint8 (0-255), got {images.dtype}; scale and convert first"
+        )
+    h, w = images.shape[1:3]
+    if min(h, w) < MIN_IMAGE_PX:
+        raise InputError(f"images must be at least {MIN_IMAGE_PX}x{MIN_IMAGE_PX} px, got {h}x{w}")
+    return images
