@@ -45,3 +45,7 @@ class DependencyError(Rs2SamError, ImportError):
 
 class Cancelled(Rs2SamError):
     """Raised by long-running backend functions when ``is_cancelled()`` returns True."""
+
+
+class ResourceError(Rs2SamError, MemoryError):
+    """A run or a model would exceed a documented limit (memory, tiles, time) before it starts."""

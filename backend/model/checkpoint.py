@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -37,6 +38,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
+from .architectures import architecture_of
 from .configs import ModelConfig
 from .init_weights import load_open_clip_weights, load_sam2_weights
 from .state_io import (
@@ -90,6 +92,19 @@ class Checkpoint:
 
 _ROWS = ".__rows__"
 _VALUES = ".__values__"
+_SHAPE = ".__shape__"
+_DTYPE_BYTES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+}
 
 
 def save_checkpoint(
@@ -124,9 +139,10 @@ def save_checkpoint(
     from safetensors.torch import save_file
 
     config = getattr(model, "config", None)
-    if not isinstance(config, ModelConfig):
+    if not callable(getattr(config, "to_dict", None)):
         raise CheckpointError(
-            f"save_checkpoint needs an RS2SAM2 model with a .config, got {type(model).__name__}"
+            "save_checkpoint needs a model of a registered architecture (with a .config), "
+            f"got {type(model).__name__}"
         )
     try:
         meta_json = json.dumps(dict(metadata or {}), sort_keys=True)
@@ -147,11 +163,12 @@ def save_checkpoint(
         del stored[key]
         stored[key + _ROWS] = rows
         stored[key + _VALUES] = state[key][rows].contiguous()
-        stored[key + ".__shape__"] = torch.tensor(state[key].shape, dtype=torch.int64)
+        stored[key + _SHAPE] = torch.tensor(state[key].shape, dtype=torch.int64)
     sha = weights_sha256(state)
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
+        "architecture": architecture_of(config).name,
         "model_config": json.dumps(config.to_dict(), sort_keys=True),
         "metadata": meta_json,
         "weights_sha256": sha,
@@ -169,9 +186,123 @@ def save_checkpoint(
     return sha
 
 
+@dataclass
+class CheckpointHeader:
+    """What a checkpoint says about itself, read without loading any tensor.
+
+    Attributes:
+        path: The file.
+        architecture: Registry name of the model family (``"rs2sam2"`` when absent).
+        config: The parsed, validated config of that architecture.
+        metadata: The stored metadata.
+        weights_sha256: Hash stated in the header (``""`` when absent).
+        shapes: Dense shape of every model tensor the file holds (row-pruned tensors at their
+            loaded size).
+        nbytes: Bytes of tensor data in the file.
+    """
+
+    path: Path
+    architecture: str
+    config: Any
+    metadata: dict[str, Any]
+    weights_sha256: str
+    shapes: dict[str, tuple[int, ...]]
+    nbytes: int
+
+
+def read_header(path: str | os.PathLike[str]) -> CheckpointHeader:
+    """Parse and validate a checkpoint's header and tensor index; no tensor data is read.
+
+    Raises:
+        CheckpointError: If the file is missing, a pickle, corrupt, not ours, names an unknown
+            architecture, or its config is invalid or out of bounds.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    from .architectures import DEFAULT_ARCHITECTURE, get_architecture
+
+    file = Path(path)
+    _check_file(file)
+    if _is_pickle(file):
+        raise CheckpointError(
+            f"{file} is a PyTorch pickle (.pt/.pth), not a .safetensors checkpoint; unpickling "
+            "can execute code, so it is refused. Official SAM 2 weights can initialise a model "
+            "with backend.model.checkpoint.load_sam2_weights (torch.load weights_only=True)"
+        )
+    try:
+        with safe_open(str(file), framework="pt", device="cpu") as f:
+            header = f.metadata() or {}
+            shapes: dict[str, tuple[int, ...]] = {}
+            nbytes = 0
+            for key in f.keys():
+                view = f.get_slice(key)
+                shape = tuple(int(n) for n in view.get_shape())
+                shapes[key] = shape
+                nbytes += math.prod(shape) * _DTYPE_BYTES.get(view.get_dtype(), 8)
+            pruned_rows = {
+                k[: -len(_SHAPE)]: int(f.get_tensor(k)[0])
+                for k in shapes
+                if k.endswith(_SHAPE) and shapes[k] and 0 < shapes[k][0] <= 8
+            }
+    except (SafetensorError, OSError, ValueError, RuntimeError, IndexError) as err:
+        raise CheckpointError(
+            f"{file} is corrupt or not a .safetensors file ({err}); re-export or re-download it"
+        ) from None
+    if header.get("format") != FORMAT or "model_config" not in header:
+        raise CheckpointError(
+            f"{file} is a .safetensors file but not an RS2-SAM 2 checkpoint (no model_config in "
+            "its header); official SAM 2 / open_clip weights initialise a model via "
+            "load_sam2_weights / load_open_clip_weights"
+        )
+    if header.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{file} has checkpoint format version {header.get('format_version')[:20]!r}; this "
+            f"backend reads version {FORMAT_VERSION}: update the plugin"
+        )
+    arch = get_architecture(header.get("architecture", DEFAULT_ARCHITECTURE))
+    try:
+        config = arch.config_from_dict(json.loads(header["model_config"]))
+        metadata = json.loads(header.get("metadata", "{}"))
+    except (json.JSONDecodeError, RecursionError, ConfigError) as err:
+        raise CheckpointError(
+            f"{file}: unreadable or invalid model_config/metadata in header: {err}"
+        ) from None
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{file}: header metadata must be a JSON object")
+    return CheckpointHeader(
+        path=file,
+        architecture=arch.name,
+        config=config,
+        metadata=metadata,
+        weights_sha256=str(header.get("weights_sha256", "")),
+        shapes=_dense_shapes(shapes, pruned_rows, file),
+        nbytes=nbytes,
+    )
+
+
+def _dense_shapes(
+    shapes: dict[str, tuple[int, ...]], pruned_rows: dict[str, int], file: Path
+) -> dict[str, tuple[int, ...]]:
+    """Index of the tensors as they load (row-pruned triples folded into one dense shape)."""
+    dense: dict[str, tuple[int, ...]] = {}
+    for key, shape in shapes.items():
+        if key.endswith((_ROWS, _SHAPE)):
+            continue
+        if key.endswith(_VALUES):
+            base = key[: -len(_VALUES)]
+            if base not in pruned_rows:
+                raise CheckpointError(
+                    f"{file}: row-pruned tensor {base!r} is incomplete; re-export it"
+                )
+            dense[base] = (pruned_rows[base], *shape[1:])
+        else:
+            dense[key] = shape
+    return dense
+
+
 def read_checkpoint(
     path: str | os.PathLike[str], *, verify: bool = True
-) -> tuple[dict[str, torch.Tensor], ModelConfig, dict[str, Any], str]:
+) -> tuple[dict[str, torch.Tensor], Any, dict[str, Any], str]:
     """Read a checkpoint file without building a model.
 
     Args:
@@ -185,46 +316,32 @@ def read_checkpoint(
         CheckpointError: If the file is missing, a pickle, corrupt, not ours, or its weights
             do not match their stored SHA-256.
     """
+    head = read_header(path)
+    return (*_read_tensors(head, verify=verify),)  # type: ignore[return-value]
+
+
+def _read_tensors(
+    head: CheckpointHeader, *, verify: bool
+) -> tuple[dict[str, torch.Tensor], Any, dict[str, Any], str]:
     from safetensors import SafetensorError, safe_open
 
-    file = Path(path)
-    _check_file(file)
-    if _is_pickle(file):
-        raise CheckpointError(
-            f"{file} is a PyTorch pickle (.pt/.pth), not a .safetensors checkpoint; unpickling "
-            "can execute code, so it is refused. Official SAM 2 weights can initialise a model "
-            "with backend.model.checkpoint.load_sam2_weights (torch.load weights_only=True)"
-        )
+    file = head.path
     try:
         with safe_open(str(file), framework="pt", device="cpu") as f:
-            header = f.metadata() or {}
             state = {key: f.get_tensor(key) for key in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise CheckpointError(
             f"{file} is corrupt or not a .safetensors file ({err}); re-export or re-download it"
         ) from None
-    if header.get("format") != FORMAT or "model_config" not in header:
-        raise CheckpointError(
-            f"{file} is a .safetensors file but not an RS2-SAM 2 checkpoint (no model_config in "
-            "its header); official SAM 2 / open_clip weights initialise a model via "
-            "load_sam2_weights / load_open_clip_weights"
-        )
-    try:
-        config = ModelConfig.from_dict(json.loads(header["model_config"]))
-        metadata = json.loads(header.get("metadata", "{}"))
-    except (json.JSONDecodeError, ConfigError) as err:
-        raise CheckpointError(
-            f"{file}: unreadable model_config/metadata in header: {err}"
-        ) from None
     state = _densify(state, file)
-    stored = header.get("weights_sha256", "")
+    stored = head.weights_sha256
     sha = weights_sha256(state) if verify or not stored else stored
     if verify and stored and sha != stored:
         raise CheckpointError(
             f"{file} is corrupt: its weights hash to {sha[:16]}… but the header says "
             f"{stored[:16]}…; re-export or re-download it"
         )
-    return state, config, metadata, sha
+    return state, head.config, head.metadata, sha
 
 
 def _densify(state: dict[str, torch.Tensor], file: Path) -> dict[str, torch.Tensor]:
@@ -232,7 +349,7 @@ def _densify(state: dict[str, torch.Tensor], file: Path) -> dict[str, torch.Tens
     for rows_key in [k for k in state if k.endswith(_ROWS)]:
         key = rows_key[: -len(_ROWS)]
         rows, values = state.pop(rows_key), state.pop(key + _VALUES, None)
-        shape = state.pop(key + ".__shape__", None)
+        shape = state.pop(key + _SHAPE, None)
         if values is None or shape is None or rows.ndim != 1 or len(rows) != len(values):
             raise CheckpointError(f"{file}: row-pruned tensor {key!r} is incomplete; re-export it")
         dense = values.new_zeros((int(shape[0]), *values.shape[1:]))
@@ -246,6 +363,11 @@ def load_checkpoint(
 ) -> Checkpoint:
     """Rebuild the model stored in a checkpoint file (no code is executed).
 
+    The header is read and checked first (architecture from our registry, config within
+    bounds); the model is then built on the meta device (no memory), the file's tensor index
+    is compared with it and the memory the load needs is checked against what the device
+    has, all before any tensor data is read or allocated.
+
     Args:
         path: A file written by :func:`save_checkpoint`.
         device: Where to put the model.
@@ -256,13 +378,30 @@ def load_checkpoint(
 
     Raises:
         CheckpointError: If the file is missing, unsafe, corrupt, or does not fit its config.
+        ResourceError: If loading would need more memory than the device has available.
     """
-    from .rs2sam import build_model
+    from .architectures import get_architecture
+    from .memory import check_fits, load_bytes
 
-    file = Path(path)
-    state, config, metadata, sha = read_checkpoint(file, verify=verify)
-    model = build_model(config, device="meta", seed=None)  # no init cost; weights assigned below
+    head = read_header(path)
+    file = head.path
+    model = get_architecture(head.architecture).build(head.config, device="meta", seed=None)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    report = LoadReport(str(file))
+    for key, shape in head.shapes.items():
+        if key not in expected:
+            report.unexpected.append(key)
+        elif shape != expected[key]:
+            report.mismatched.append((key, shape, expected[key]))
+        else:
+            report.loaded.append(key)
+    report.missing = [k for k in expected if k not in head.shapes]
+    if not report.ok:
+        raise CheckpointError(f"checkpoint does not fit its own config:\n{report.format()}")
+    check_fits(load_bytes(model), device, what=f"loading {file.name} ({head.config.name})")
+    state, config, metadata, sha = _read_tensors(head, verify=verify)
     load_state_dict_checked(model, state, source=str(file), assign=True)
+    del state
     left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if left:
         raise CheckpointError(f"{file}: tensors left uninitialised after loading: {left[:5]}")

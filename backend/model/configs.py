@@ -21,12 +21,16 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import ConfigError
 
 __all__ = [
+    "LIMITS",
+    "SAM2_ARCHS",
     "UNION_ENCODERS",
     "ModelConfig",
     "get_model_config",
@@ -36,6 +40,41 @@ __all__ = [
 
 UNION_ENCODERS = ("twotower", "earlyfusion")
 """Union-encoder designs of model_spec §9.3 (A, ``twotower``) and §9.4 (B, ``earlyfusion``)."""
+
+SAM2_ARCHS: dict[str, tuple[str, str]] = {
+    "test_tiny.yaml": ("backend.model", "sam2_yaml/test_tiny.yaml"),
+    "nano.yaml": ("backend.model", "sam2_yaml/nano.yaml"),
+    "sam2:configs/sam2.1/sam2.1_hiera_t.yaml": ("sam2", "configs/sam2.1/sam2.1_hiera_t.yaml"),
+    "sam2:configs/sam2.1/sam2.1_hiera_s.yaml": ("sam2", "configs/sam2.1/sam2.1_hiera_s.yaml"),
+    "sam2:configs/sam2.1/sam2.1_hiera_b+.yaml": ("sam2", "configs/sam2.1/sam2.1_hiera_b+.yaml"),
+    "sam2:configs/sam2.1/sam2.1_hiera_l.yaml": ("sam2", "configs/sam2.1/sam2.1_hiera_l.yaml"),
+    "sam2:configs/sam2/sam2_hiera_l.yaml": ("sam2", "configs/sam2/sam2_hiera_l.yaml"),
+}
+"""SAM 2 architectures a config may name: key -> (package, resource inside it).
+
+The key is what checkpoints store in ``ModelConfig.sam2_yaml``; it is never used as a path.
+"""
+
+LIMITS: dict[str, tuple[float, float]] = {
+    "image_size": (32, 2048),
+    "clip_image_size": (16, 1024),
+    "context_length": (3, 512),
+    "fusion_dim": (8, 4096),
+    "joint_layers": (0, 32),
+    "early_fusion_blocks": (0, 64),
+    "fusion_heads": (0, 64),
+    "mpg_heads": (1, 64),
+    "text_fusion_heads": (1, 64),
+    "adapter_ratio": (0.01, 4.0),
+    "adapter_heads": (1, 64),
+    "mlp_adapter_scale": (0.0, 10.0),
+    "gsd_m": (0.01, 1000.0),
+}
+"""Inclusive bounds of the numeric fields: a checkpoint header is untrusted input, and sizes
+outside these ranges (the largest real model, paper scale, is well inside) are refused before
+anything is built or allocated."""
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -80,6 +119,8 @@ class ModelConfig:
             prompt is SAM's (then trainable) ``no_mask_embed``; the sparse class token stays.
     """
 
+    architecture: ClassVar[str] = "rs2sam2"
+
     name: str
     sam2_yaml: str
     image_size: int
@@ -105,8 +146,9 @@ class ModelConfig:
     use_mpg_dense: bool = True
 
     def __post_init__(self) -> None:
-        if not self.name:
-            raise ConfigError("ModelConfig.name must not be empty")
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError("ModelConfig.name must be a non-empty string")
+        self._check_types_and_bounds()
         if self.image_size < 32 or self.image_size % 32:
             raise ConfigError(
                 f"{self.name}: image_size must be a positive multiple of 32, got {self.image_size}"
@@ -137,6 +179,46 @@ class ModelConfig:
             )
         if self.gsd_m is not None and self.gsd_m <= 0:
             raise ConfigError(f"{self.name}: gsd_m must be > 0 or None, got {self.gsd_m}")
+
+    def _check_types_and_bounds(self) -> None:
+        """Types of every field and :data:`LIMITS`; registered SAM 2 / open_clip names only."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+            if kind.startswith("float"):
+                ok = value is None if "None" in kind else False
+                ok = ok or (
+                    isinstance(value, int | float)
+                    and not isinstance(value, bool)
+                    and math.isfinite(value)
+                )
+            elif kind == "int":
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif kind == "bool":
+                ok = isinstance(value, bool)
+            else:
+                ok = isinstance(value, str)
+            if not ok:
+                raise ConfigError(
+                    f"{self.name}: {f.name} must be {kind}, got {type(value).__name__} {value!r}"
+                )
+            if f.name in LIMITS and value is not None:
+                lo, hi = LIMITS[f.name]
+                if not lo <= value <= hi:
+                    raise ConfigError(
+                        f"{self.name}: {f.name}={value!r} is outside the supported range "
+                        f"[{lo:g}, {hi:g}]; the checkpoint is damaged or not for this backend"
+                    )
+        if self.sam2_yaml not in SAM2_ARCHS:
+            raise ConfigError(
+                f"{self.name}: unknown SAM 2 architecture {self.sam2_yaml[:80]!r}; known: "
+                f"{', '.join(sorted(SAM2_ARCHS))} (a checkpoint names one, never a file)"
+            )
+        if not _NAME_RE.fullmatch(self.clip_model):
+            raise ConfigError(
+                f"{self.name}: clip_model {self.clip_model[:80]!r} is not a plain open_clip model "
+                "name (hub and local-dir references are not allowed in a config)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of every field (stored in checkpoints)."""

@@ -12,14 +12,17 @@ import contextlib
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..errors import CheckpointError, ConfigError, DeviceError, InputError
-from .configs import ModelConfig, get_model_config
-from .rs2sam import MIN_IMAGE_PX, RS2SAM2, build_model
+from .architectures import architecture_of
+from .configs import get_model_config
+from .model_io import MIN_IMAGE_PX
 
 logger = logging.getLogger(__name__)
 
@@ -81,13 +84,16 @@ class Segmenter:
         image_size: Model input size in pixels (a good square tile size).
         gsd_m: Working ground resolution in m/px, or None (use the raster's own).
         device: Device the model runs on, as a string (``"cpu"``, ``"cuda:0"``, ...).
-        model: The ``RS2SAM2`` module (eval mode).
-        config: Its :class:`~backend.model.configs.ModelConfig`.
+        model: The model (eval mode), of any registered architecture (see
+            :mod:`backend.model.architectures` for the interface it provides).
+        config: Its config (``ModelConfig`` for RS2-SAM 2).
     """
 
-    def __init__(self, model: RS2SAM2, *, checkpoint_sha256: str = "", max_batch: int = 8) -> None:
+    def __init__(
+        self, model: nn.Module, *, checkpoint_sha256: str = "", max_batch: int = 8
+    ) -> None:
         self.model = model.eval()
-        self.config: ModelConfig = model.config
+        self.config: Any = model.config
         self.name = self.config.name
         self.checkpoint_sha256 = checkpoint_sha256
         self.image_size = self.config.image_size
@@ -196,7 +202,7 @@ def _check_image(image: object, *, batch: bool) -> None:
 def load_segmenter(
     checkpoint: str | os.PathLike[str] | None = None,
     *,
-    config: str | ModelConfig | None = None,
+    config: str | Any | None = None,
     device: str = "auto",
     threads: int | None = None,
 ) -> Segmenter:
@@ -224,12 +230,12 @@ def load_segmenter(
             raise ConfigError(f"threads must be a positive int or None, got {threads!r}")
         torch.set_num_threads(threads)
     cfg = get_model_config(config) if isinstance(config, str) else config
-    if cfg is not None and not isinstance(cfg, ModelConfig):
-        raise ConfigError(f"config must be a name or a ModelConfig, got {type(config).__name__}")
+    if cfg is not None and not callable(getattr(cfg, "to_dict", None)):
+        raise ConfigError(f"config must be a name or a model config, got {type(config).__name__}")
 
     if checkpoint is None and cfg is not None:
         logger.warning("building %r with RANDOM weights (no checkpoint given)", cfg.name)
-        return Segmenter(build_model(cfg, device=dev))
+        return Segmenter(architecture_of(cfg).build(cfg, device=dev))
     if checkpoint is None:
         if not DEFAULT_WEIGHTS.is_file():
             raise CheckpointError(

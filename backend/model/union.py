@@ -68,13 +68,7 @@ def build_clip(config: ModelConfig, *, device: str | torch.device = "cpu") -> nn
     """
     import open_clip
 
-    register_open_clip_configs()
-    if config.clip_model not in open_clip.list_models():
-        raise ConfigError(
-            f"{config.name}: open_clip has no model {config.clip_model!r}; "
-            "use a name from open_clip.list_models() or add a JSON to "
-            "backend/model/open_clip_configs/"
-        )
+    _check_clip_model(config)
     root = logging.getLogger()
     quiet = _DropRandomInitNotice()
     root.addFilter(quiet)  # open_clip warns on the root logger that the init is random: we know
@@ -100,8 +94,36 @@ def get_tokenizer(config: ModelConfig) -> Any:
     """open_clip tokenizer of ``config.clip_model`` returning ``(N, context_length)`` int64."""
     import open_clip
 
-    register_open_clip_configs()
+    _check_clip_model(config)
     return open_clip.get_tokenizer(config.clip_model, context_length=config.context_length)
+
+
+def _check_clip_model(config: ModelConfig) -> None:
+    """Allow only open_clip models built from local JSON with open_clip's own text tower.
+
+    A config comes from an untrusted checkpoint header: Hugging Face text towers and tokenisers
+    (``hf_model_name`` / ``hf_tokenizer_name``) would make open_clip fetch and load files by a
+    name the checkpoint chose, so they are refused.
+
+    Raises:
+        ConfigError: Unknown model name, or one whose text side comes from Hugging Face.
+    """
+    import open_clip
+
+    register_open_clip_configs()
+    if config.clip_model not in open_clip.list_models():
+        raise ConfigError(
+            f"{config.name}: open_clip has no model {config.clip_model!r}; "
+            "use a name from open_clip.list_models() or add a JSON to "
+            "backend/model/open_clip_configs/"
+        )
+    text_cfg = (open_clip.get_model_config(config.clip_model) or {}).get("text_cfg", {})
+    hub = {k: text_cfg[k] for k in ("hf_model_name", "hf_tokenizer_name") if text_cfg.get(k)}
+    if hub:
+        raise ConfigError(
+            f"{config.name}: open_clip model {config.clip_model!r} takes its text tower from "
+            f"Hugging Face ({hub}); only models with open_clip's own text tower are supported"
+        )
 
 
 class UnionOutput(NamedTuple):
