@@ -1,4 +1,7 @@
-"""Raster access for the pipeline: open, georeference, window, read tiles, radiometry.
+"""Raster access for the pipeline: open, georeference, window, bands.
+
+Reading tiles is in :mod:`.tile_reader`, the stretch in :mod:`.radiometry`, in-memory pixels in
+:mod:`.inmemory` (their names are still importable from here).
 
 Everything here reads through rasterio *windows*: no function reads more than the window it
 is asked for (the radiometric statistics use one decimated read of at most about a million
@@ -14,16 +17,14 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.enums import ColorInterp, MaskFlags, Resampling
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import CRSError, RasterioError, RasterioIOError
-from rasterio.io import DatasetReader, MemoryFile
-from rasterio.windows import Window
+from rasterio.io import DatasetReader
 
 from ..errors import InputError, RasterReadError, UnsupportedRasterError
 
@@ -31,13 +32,8 @@ __all__ = [
     "GDAL_CACHE_MB",
     "PixelWindow",
     "RasterInfo",
-    "Stretch",
-    "StretchMode",
-    "TileReader",
-    "array_dataset",
     "bbox_to_window",
     "choose_bands",
-    "compute_stretch",
     "ground_resolution_m",
     "open_raster",
     "resolve_crs",
@@ -47,8 +43,6 @@ logger = logging.getLogger(__name__)
 
 GDAL_CACHE_MB = 32
 """GDAL block cache used while the pipeline reads (MiB): bounded so memory stays flat."""
-
-StretchMode = Literal["auto", "percentile", "none"]
 
 
 @dataclass(frozen=True)
@@ -367,264 +361,19 @@ def choose_bands(info: RasterInfo, bands: Sequence[int] | None) -> tuple[int, in
     return chosen  # type: ignore[return-value]
 
 
-@dataclass(frozen=True)
-class Stretch:
-    """Linear stretch of each band from ``[lo, hi]`` to ``[0, 255]`` (uint8), clipped."""
-
-    lo: tuple[float, ...]
-    hi: tuple[float, ...]
-
-    def apply(self, data: np.ndarray) -> np.ndarray:
-        """``(B, H, W)`` any dtype -> ``(B, H, W)`` uint8."""
-        out = np.empty(data.shape, dtype=np.uint8)
-        for b in range(data.shape[0]):
-            self.apply_band(data[b], b, out=out[b])
-        return out
-
-    def apply_band(self, band: np.ndarray, index: int, *, out: np.ndarray) -> np.ndarray:
-        """Stretch one ``(H, W)`` band with the statistics of band ``index`` into uint8 ``out``."""
-        span = self.hi[index] - self.lo[index]
-        gain = 255.0 / span if span > 0 else 0.0
-        values = band.astype(np.float32)
-        values -= self.lo[index]
-        values *= gain
-        np.nan_to_num(values, copy=False, nan=0.0, posinf=255.0, neginf=0.0)
-        np.clip(values, 0, 255, out=values)
-        np.rint(values, out=values)
-        out[...] = values
-        return out
+_MOVED = {  # names that moved to their own modules; still importable from here
+    "Stretch": "radiometry",
+    "StretchMode": "radiometry",
+    "compute_stretch": "radiometry",
+    "TileReader": "tile_reader",
+    "array_dataset": "inmemory",
+    "array_file": "inmemory",
+}
 
 
-def compute_stretch(
-    dataset: DatasetReader,
-    bands: Sequence[int],
-    *,
-    mode: StretchMode = "auto",
-    percentiles: tuple[float, float] = (2.0, 98.0),
-    max_samples: int = 1_000_000,
-    has_mask: bool = True,
-) -> Stretch | None:
-    """The radiometric stretch for the whole raster, or None for identity (uint8).
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        import importlib
 
-    ``auto``: identity for uint8, a per-band ``percentiles`` stretch otherwise. ``percentile``:
-    always the stretch. ``none``: identity (values outside 0..255 are clipped).
-
-    The percentiles come from ONE decimated read (nearest, at most ``max_samples`` pixels per
-    band, overviews used when present) of the whole raster, nodata excluded - not from the
-    extent and not per tile, so the same pixel gets the same colour whatever the bbox or the
-    tiling (zoom-stable, seam-free).
-
-    Raises:
-        UnsupportedRasterError: No valid pixel in the raster.
-    """
-    unique = sorted(set(bands))
-    dtypes = {dataset.dtypes[b - 1] for b in unique}
-    if mode == "none" or (mode == "auto" and dtypes == {"uint8"}):
-        return None
-    factor = max(1.0, math.sqrt(dataset.width * dataset.height / max_samples))
-    shape = (
-        len(unique),
-        max(1, math.ceil(dataset.height / factor)),
-        max(1, math.ceil(dataset.width / factor)),
-    )
-    data = dataset.read(unique, out_shape=shape, resampling=Resampling.nearest)
-    valid = np.ones(shape[1:], dtype=bool)
-    if has_mask:
-        masks = dataset.read_masks(unique, out_shape=shape, resampling=Resampling.nearest)
-        valid = masks.any(axis=0)
-    lo: dict[int, float] = {}
-    hi: dict[int, float] = {}
-    for k, b in enumerate(unique):
-        values = data[k][valid]
-        values = values[np.isfinite(values)] if values.dtype.kind == "f" else values
-        if values.size == 0:
-            raise UnsupportedRasterError(
-                f"raster {dataset.name!r} band {b} has no valid (non-nodata) pixel; "
-                "nothing to segment"
-            )
-        p_lo, p_hi = np.percentile(values, percentiles)
-        lo[b], hi[b] = float(p_lo), float(p_hi)
-    logger.info("stretch %s: lo=%s hi=%s", percentiles, lo, hi)
-    return Stretch(lo=tuple(lo[b] for b in bands), hi=tuple(hi[b] for b in bands))
-
-
-class TileReader:
-    """Reads working-grid tiles as model-ready RGB, and raster-grid validity masks.
-
-    Args:
-        dataset: The open raster.
-        bands: Three 1-based band indices (R, G, B); repeats allowed.
-        stretch: Radiometric stretch, or None for identity.
-        scale_y, scale_x: Raster pixels per working pixel along rows and columns.
-        has_mask: Whether any nodata / alpha / mask band must be respected.
-    """
-
-    def __init__(
-        self,
-        dataset: DatasetReader,
-        bands: Sequence[int],
-        stretch: Stretch | None,
-        *,
-        scale_y: float,
-        scale_x: float,
-        has_mask: bool,
-    ) -> None:
-        self.dataset = dataset
-        self.bands = tuple(bands)
-        self._unique = sorted(set(self.bands))
-        self._order = [self._unique.index(b) for b in self.bands]
-        self.stretch = stretch
-        self.scale_y = scale_y
-        self.scale_x = scale_x
-        self.has_mask = has_mask
-        self._lut: np.ndarray | None = None
-        if len(self._unique) == 1 and dataset.dtypes[self._unique[0] - 1] == "uint8":
-            with contextlib.suppress(ValueError):  # no colour table
-                cmap = dataset.colormap(self._unique[0])
-                lut = np.zeros((256, 3), dtype=np.uint8)
-                for value, rgba in cmap.items():
-                    lut[value] = rgba[:3]
-                self._lut = lut
-        area = scale_x * scale_y
-        if scale_x == 1 and scale_y == 1:
-            self._resampling = Resampling.nearest
-        elif area >= 1:
-            self._resampling = Resampling.average
-        else:
-            self._resampling = Resampling.bilinear
-
-    def read_rgb(
-        self, row_off: int, col_off: int, height: int, width: int
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Read a working-grid window.
-
-        Returns:
-            ``(H, W, 3)`` uint8 RGB with invalid pixels set to 0, and the ``(H, W)`` bool
-            validity (None when the raster has no mask at all).
-        """
-        ds = self.dataset
-        y0 = row_off * self.scale_y
-        x0 = col_off * self.scale_x
-        src_h = min(height * self.scale_y, ds.height - y0)
-        src_w = min(width * self.scale_x, ds.width - x0)
-        window = Window(x0, y0, src_w, src_h)
-        shape = (len(self._unique), height, width)
-        rgb = np.empty((height, width, 3), dtype=np.uint8)
-        # band-sequential read, then one strided copy per band into the (H, W, 3) layout:
-        # measured faster than GDAL's pixel-interleaved buffers and than a numpy transpose
-        data = ds.read(self._unique, out_shape=shape, window=window, resampling=self._resampling)
-        if self._lut is not None:
-            rgb[...] = self._lut[data[0]]
-        else:
-            for k, src in enumerate(self._order):
-                if self.stretch is not None:
-                    self.stretch.apply_band(data[src], k, out=rgb[..., k])
-                elif data.dtype == np.uint8:
-                    rgb[..., k] = data[src]
-                else:
-                    rgb[..., k] = np.clip(np.nan_to_num(data[src]), 0, 255)
-        valid = None
-        if self.has_mask:
-            masks = ds.read_masks(
-                self._unique, window=window, out_shape=shape, resampling=Resampling.nearest
-            )
-            valid = masks.any(axis=0)
-            rgb[~valid] = 0
-        return rgb, valid
-
-    def read_valid(self, window: PixelWindow) -> np.ndarray | None:
-        """``(H, W)`` bool validity of a raster-grid window, or None without any mask.
-
-        A pixel is valid when any of the used bands is (GDAL's per-dataset mask semantics).
-        """
-        if not self.has_mask:
-            return None
-        masks = self.dataset.read_masks(
-            self._unique,
-            window=Window(window.col_off, window.row_off, window.width, window.height),
-        )
-        return masks.any(axis=0)
-
-
-@contextlib.contextmanager
-def array_dataset(
-    array: np.ndarray,
-    transform: Affine | Sequence[float],
-    crs: Any,
-    *,
-    valid_mask: np.ndarray | None = None,
-) -> Iterator[DatasetReader]:
-    """:func:`array_file`, opened: a read-only rasterio dataset over in-memory pixels."""
-    with (
-        array_file(array, transform, crs, valid_mask=valid_mask) as path,
-        rasterio.open(path) as dataset,
-    ):
-        yield dataset
-
-
-@contextlib.contextmanager
-def array_file(
-    array: np.ndarray,
-    transform: Affine | Sequence[float],
-    crs: Any,
-    *,
-    valid_mask: np.ndarray | None = None,
-) -> Iterator[str]:
-    """Write in-memory pixels as a GeoTIFF in GDAL's memory file system; yield its path.
-
-    The ``/vsimem/`` path opens like any raster file (and is removed on exit), so in-memory
-    input goes through exactly the code path of a file.
-
-    Args:
-        array: ``(H, W, B)`` or ``(H, W)`` pixels, any numeric dtype.
-        transform: Pixel-to-map ``Affine``, or a 6-number GDAL geotransform
-            ``(x0, dx, rx, y0, ry, dy)`` as ``osgeo.gdal`` and QGIS give it.
-        crs: CRS of ``transform`` (WKT, ``"EPSG:N"``, ...).
-        valid_mask: Optional ``(H, W)`` bool, True where pixels are valid.
-
-    Raises:
-        InputError: Bad shapes, dtype or CRS.
-    """
-    arr = np.asarray(array)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 1 or arr.shape[2] < 1:
-        raise InputError(f"array must be (H, W, bands), got shape {np.shape(array)}")
-    if arr.dtype.kind not in "uif" or arr.dtype.itemsize > 8:
-        raise InputError(f"array dtype {arr.dtype} is not a numeric raster type")
-    if not isinstance(transform, Affine):
-        try:
-            coeffs = tuple(float(v) for v in transform)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"transform={transform!r} must be an Affine or 6 numbers") from exc
-        if len(coeffs) != 6:
-            raise InputError(
-                f"transform={transform!r} must be an Affine or a GDAL geotransform "
-                "(x0, dx, rx, y0, ry, dy)"
-            )
-        transform = Affine.from_gdal(*coeffs)
-    try:
-        crs_obj = CRS.from_user_input(crs)
-    except (CRSError, ValueError, TypeError) as exc:
-        raise InputError(f"crs={str(crs)[:80]!r} is not a CRS ({_first_line(exc)})") from exc
-    height, width, count = arr.shape
-    if valid_mask is not None and np.shape(valid_mask) != (height, width):
-        raise InputError(
-            f"valid_mask must be (H, W) = {(height, width)}, got shape {np.shape(valid_mask)}"
-        )
-    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), MemoryFile() as memfile:
-        with memfile.open(
-            driver="GTiff",
-            width=width,
-            height=height,
-            count=count,
-            dtype=arr.dtype,
-            crs=crs_obj,
-            transform=transform,
-            tiled=True,
-        ) as dst:
-            dst.write(np.moveaxis(arr, 2, 0))
-            if valid_mask is not None:
-                valid = np.asarray(valid_mask, dtype=bool)
-                dst.write_mask(np.where(valid, 255, 0).astype(np.uint8))
-        yield memfile.name
+        return getattr(importlib.import_module(f"{__package__}.{_MOVED[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

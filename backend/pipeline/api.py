@@ -17,7 +17,7 @@ from .run import _run
 if TYPE_CHECKING:
     from affine import Affine
 
-    from ..geo.raster import StretchMode
+    from ..geo.radiometry import StretchMode
 
 
 def validate_inputs(
@@ -203,7 +203,7 @@ def segment_array(
         source_name: Value of the ``source`` field.
         **kwargs: Any keyword of :func:`segment_raster` (bbox, out_path, threshold, ...).
     """
-    from ..geo.raster import array_file
+    from ..geo.inmemory import array_file
 
     unknown = set(kwargs) - _SEGMENT_RASTER_KEYWORDS
     if unknown:

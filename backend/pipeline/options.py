@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..errors import InputError
 
 if TYPE_CHECKING:
-    from ..geo.raster import StretchMode
+    from ..geo.radiometry import StretchMode
 
 GsdOption = float | None | Literal["auto"]
 

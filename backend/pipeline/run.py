@@ -44,15 +44,9 @@ def _run(
     aoi: Any = None,
     aoi_crs: Any = None,
 ) -> SegmentResult:
-    from ..geo.raster import (
-        PixelWindow,
-        TileReader,
-        bbox_to_window,
-        choose_bands,
-        compute_stretch,
-        raster_info,
-        resolve_crs,
-    )
+    from ..geo.radiometry import compute_stretch
+    from ..geo.raster import PixelWindow, bbox_to_window, choose_bands, raster_info, resolve_crs
+    from ..geo.tile_reader import TileReader
     from ..geo.vectorize import SeamMerger, geodesic_areas_m2, pixel_to_map, strip_pieces
 
     t_start = time.perf_counter()
