@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -110,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--overlap-px", type=int, metavar="N", help="tile overlap (default tile/8)")
     seg.add_argument("--batch-size", type=int, default=1, metavar="N", help="tiles per batch")
     seg.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    seg.add_argument(
+        "--allow-large",
+        action="store_true",
+        help="run even when the plan exceeds the limits (10,000 tiles or 4 h of model time)",
+    )
     seg.add_argument("--quiet", action="store_true", help="no progress bar")
     seg.add_argument("-v", "--verbose", action="store_true", help="log details")
     return parser
@@ -131,6 +137,15 @@ def _load_segmenter(args: argparse.Namespace) -> Any:
     return load_segmenter(
         args.checkpoint, config=args.config, device=args.device, threads=args.threads
     )
+
+
+def _describe_segmenter(args: argparse.Namespace) -> Any:
+    """The model's tile size, working resolution and speed, without loading it."""
+    if args.standin is not None:
+        return _load_segmenter(args)
+    from .model.segmenter import describe_model
+
+    return describe_model(args.checkpoint, config=args.config, device=args.device)
 
 
 def _read_aoi(value: str, crs: str | None) -> tuple[str, str | None]:
@@ -172,10 +187,21 @@ def _segment(args: argparse.Namespace) -> int:
         "simplify": args.simplify,
         "gsd_m": args.gsd,
     }
-    validate_inputs(args.raster, args.text, **common)  # fail fast, before loading a model
     aoi: dict[str, Any] = {}
     if args.aoi is not None:
         aoi["aoi"], aoi["aoi_crs"] = _read_aoi(args.aoi, args.aoi_crs)
+    # validate and plan the whole run (inputs, output, cost) before loading a model
+    plan = validate_inputs(
+        args.raster,
+        args.text,
+        segmenter=_describe_segmenter(args),
+        tile_px=args.tile_px,
+        overlap_px=args.overlap_px,
+        allow_large=args.allow_large,
+        **aoi,
+        **common,
+    )
+    logger.info("plan: %d tiles of %d px", plan.n_tiles, plan.tile_px)
     segmenter = _load_segmenter(args)
     from tqdm import tqdm
 
@@ -198,6 +224,7 @@ def _segment(args: argparse.Namespace) -> int:
             tile_px=args.tile_px,
             overlap_px=args.overlap_px,
             batch_size=args.batch_size,
+            allow_large=args.allow_large,
             progress=progress,
             **aoi,
             **common,
@@ -213,6 +240,47 @@ def _segment(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_NEGATIVE = re.compile(r"-(\d|\.\d)")
+
+
+def _join_negative_values(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:
+    """Join ``--bbox -12.5,40,-12,41`` into ``--bbox=-12.5,40,-12,41``.
+
+    argparse reads a value that starts with a minus sign as an option, so negative
+    coordinates and numbers are joined to their option first.
+    """
+    takes_value = {
+        option
+        for action in _all_actions(parser)
+        if action.nargs is None
+        and action.option_strings
+        and action.nargs != 0
+        and not isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction)
+        for option in action.option_strings
+    }
+    out: list[str] = []
+    items = list(argv)
+    i = 0
+    while i < len(items):
+        item = items[i]
+        if item in takes_value and i + 1 < len(items) and _NEGATIVE.match(items[i + 1]):
+            out.append(f"{item}={items[i + 1]}")
+            i += 2
+            continue
+        out.append(item)
+        i += 1
+    return out
+
+
+def _all_actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    actions = list(parser._actions)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                actions += _all_actions(sub)
+    return actions
+
+
 def _one_line(message: str) -> str:
     return " ".join(str(message).split())
 
@@ -221,7 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(
+            _join_negative_values(parser, sys.argv[1:] if argv is None else argv)
+        )
     except _UsageError as exc:
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_USER_ERROR

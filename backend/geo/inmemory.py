@@ -63,8 +63,18 @@ def array_file(
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 1 or arr.shape[2] < 1:
         raise InputError(f"array must be (H, W, bands), got shape {np.shape(array)}")
+    if arr.shape[0] <= 4 < arr.shape[2]:
+        raise InputError(
+            f"array shape {arr.shape} looks like (bands, H, W) as rasterio's read() returns "
+            "it; pass np.moveaxis(array, 0, -1), which is (H, W, bands)"
+        )
     if arr.dtype.kind not in "uif" or arr.dtype.itemsize > 8:
-        raise InputError(f"array dtype {arr.dtype} is not a numeric raster type")
+        raise InputError(
+            f"array dtype {arr.dtype} is not a numeric raster type; use uint8, uint16, int16, "
+            "float32 or float64"
+        )
+    if arr.dtype == np.float16:  # GDAL has no float16: widen (exact)
+        arr = arr.astype(np.float32)
     if not isinstance(transform, Affine):
         try:
             coeffs = tuple(float(v) for v in transform)

@@ -10,9 +10,10 @@ from typing import Literal
 
 import numpy as np
 from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
 from rasterio.io import DatasetReader
 
-from ..errors import UnsupportedRasterError
+from ..errors import RasterReadError, UnsupportedRasterError
 
 __all__ = ["Stretch", "StretchMode", "compute_stretch"]
 
@@ -81,11 +82,20 @@ def compute_stretch(
         max(1, math.ceil(dataset.height / factor)),
         max(1, math.ceil(dataset.width / factor)),
     )
-    data = dataset.read(unique, out_shape=shape, resampling=Resampling.nearest)
-    valid = np.ones(shape[1:], dtype=bool)
-    if has_mask:
-        masks = dataset.read_masks(unique, out_shape=shape, resampling=Resampling.nearest)
-        valid = masks.any(axis=0)
+    try:
+        data = dataset.read(unique, out_shape=shape, resampling=Resampling.nearest)
+        valid = np.ones(shape[1:], dtype=bool)
+        if has_mask:
+            masks = dataset.read_masks(unique, out_shape=shape, resampling=Resampling.nearest)
+            valid = masks.any(axis=0)
+    except RasterioError as exc:
+        from .tile_reader import _reason
+
+        reason = _reason(exc)
+        raise RasterReadError(
+            f"{dataset.name}: the overview read for the colour statistics failed ({reason}); "
+            "the file is damaged or truncated: re-export or re-download it"
+        ) from None
     lo: dict[int, float] = {}
     hi: dict[int, float] = {}
     for k, b in enumerate(unique):

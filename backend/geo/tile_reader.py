@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Sequence
 
 import numpy as np
 from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
+from ..errors import RasterReadError
 from .radiometry import Stretch
 from .raster import PixelWindow
 
@@ -80,7 +83,12 @@ class TileReader:
         rgb = np.empty((height, width, 3), dtype=np.uint8)
         # band-sequential read, then one strided copy per band into the (H, W, 3) layout:
         # measured faster than GDAL's pixel-interleaved buffers and than a numpy transpose
-        data = ds.read(self._unique, out_shape=shape, window=window, resampling=self._resampling)
+        try:
+            data = ds.read(
+                self._unique, out_shape=shape, window=window, resampling=self._resampling
+            )
+        except RasterioError as exc:
+            raise _damaged(ds, window, exc) from None
         if self._lut is not None:
             rgb[...] = self._lut[data[0]]
         else:
@@ -93,9 +101,12 @@ class TileReader:
                     rgb[..., k] = np.clip(np.nan_to_num(data[src]), 0, 255)
         valid = None
         if self.has_mask:
-            masks = ds.read_masks(
-                self._unique, window=window, out_shape=shape, resampling=Resampling.nearest
-            )
+            try:
+                masks = ds.read_masks(
+                    self._unique, window=window, out_shape=shape, resampling=Resampling.nearest
+                )
+            except RasterioError as exc:
+                raise _damaged(ds, window, exc) from None
             valid = masks.any(axis=0)
             rgb[~valid] = 0
         return rgb, valid
@@ -107,8 +118,34 @@ class TileReader:
         """
         if not self.has_mask:
             return None
-        masks = self.dataset.read_masks(
-            self._unique,
-            window=Window(window.col_off, window.row_off, window.width, window.height),
-        )
+        win = Window(window.col_off, window.row_off, window.width, window.height)
+        try:
+            masks = self.dataset.read_masks(self._unique, window=win)
+        except RasterioError as exc:
+            raise _damaged(self.dataset, win, exc) from None
         return masks.any(axis=0)
+
+
+def _damaged(dataset: DatasetReader, window: Window, exc: BaseException) -> RasterReadError:
+    """The error for pixels that cannot be decoded: the file and the damaged window."""
+    row0, col0 = int(window.row_off), int(window.col_off)
+    row1 = int(math.ceil(window.row_off + window.height))
+    col1 = int(math.ceil(window.col_off + window.width))
+    reason = _reason(exc)
+    return RasterReadError(
+        f"{dataset.name}: the pixels of rows {row0}-{row1}, columns {col0}-{col1} cannot be "
+        f"read ({reason}); the file is damaged or truncated: re-export or re-download it"
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    """The most specific one-line cause GDAL gave (rasterio chains it behind a generic one)."""
+    seen: BaseException | None = exc
+    lines = []
+    while seen is not None and len(lines) < 5:
+        text = str(seen).strip()
+        if text:
+            lines.append(text.splitlines()[0])
+        seen = seen.__cause__ or seen.__context__
+    specific = [line for line in lines if "See previous exception" not in line]
+    return (specific or lines or [type(exc).__name__])[-1][:200]

@@ -11,8 +11,10 @@ when ``overwrite=True``.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -139,11 +141,41 @@ def write_polygons(
     except OutputError:
         raise
     except Exception as exc:
+        if _is_disk_full(exc):
+            raise OutputError(_disk_full_message(out)) from None
         raise OutputError(f"could not write {str(out)!r}: {exc}") from exc
     finally:
         _remove_leftovers(tmp)
     logger.info("wrote %d polygons to %s", len(polygons), out)
     return out
+
+
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_FULL_TEXTS = ("disk is full", "no space left", "disk quota", "file too large")
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    """Whether a write failed for lack of space (OSError errno, or GDAL/SQLite's own words)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _FULL_ERRNOS:
+            return True
+        if any(text in str(seen).lower() for text in _FULL_TEXTS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _disk_full_message(out: Path) -> str:
+    folder = out.parent if str(out.parent) else Path(".")
+    try:
+        free = f"{shutil.disk_usage(folder).free / 1024**2:.0f} MB free"
+    except OSError:
+        free = "free space unknown"
+    return (
+        f"the disk holding {str(folder)!r} is full or over quota ({free}) while writing "
+        f"{out.name!r}; nothing was written: free some space or choose another --out"
+    )
 
 
 def _rename_no_clobber(tmp: Path, out: Path) -> None:

@@ -380,8 +380,8 @@ def load_checkpoint(
         CheckpointError: If the file is missing, unsafe, corrupt, or does not fit its config.
         ResourceError: If loading would need more memory than the device has available.
     """
+    from ..resources import check_fits, load_bytes
     from .architectures import get_architecture
-    from .memory import check_fits, load_bytes
 
     head = read_header(path)
     file = head.path

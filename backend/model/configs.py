@@ -30,6 +30,7 @@ from ..errors import ConfigError
 
 __all__ = [
     "LIMITS",
+    "NOMINAL_SECONDS_PER_TILE",
     "SAM2_ARCHS",
     "UNION_ENCODERS",
     "ModelConfig",
@@ -73,6 +74,17 @@ LIMITS: dict[str, tuple[float, float]] = {
 """Inclusive bounds of the numeric fields: a checkpoint header is untrusted input, and sizes
 outside these ranges (the largest real model, paper scale, is well inside) are refused before
 anything is built or allocated."""
+
+NOMINAL_SECONDS_PER_TILE: dict[tuple[str, str], float] = {
+    ("test-tiny", "cpu"): 0.006,
+    ("nano", "cpu"): 0.039,
+    ("base", "cpu"): 3.03,
+    ("large", "cpu"): 13.7,
+    ("large", "cuda"): 0.121,
+}
+"""Measured model time per tile at the config's ``image_size`` (batch 1): CPU on the 2-core
+reference VM (docs/model.md), CUDA on one H200 (bf16). Used to estimate a run's duration before
+it starts; configs missing here have no estimate."""
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 

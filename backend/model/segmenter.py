@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,19 @@ from torch import nn
 
 from ..errors import CheckpointError, ConfigError, DeviceError, InputError
 from .architectures import architecture_of
-from .configs import get_model_config
+from .configs import NOMINAL_SECONDS_PER_TILE, get_model_config
 from .model_io import MIN_IMAGE_PX
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_WEIGHTS", "Segmenter", "load_segmenter", "resolve_device"]
+__all__ = [
+    "DEFAULT_WEIGHTS",
+    "ModelDescription",
+    "Segmenter",
+    "describe_model",
+    "load_segmenter",
+    "resolve_device",
+]
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "default.safetensors"
 """Bundled default weights (trained by a later issue); ``load_segmenter()`` loads them."""
@@ -84,6 +92,8 @@ class Segmenter:
         image_size: Model input size in pixels (a good square tile size).
         gsd_m: Working ground resolution in m/px, or None (use the raster's own).
         device: Device the model runs on, as a string (``"cpu"``, ``"cuda:0"``, ...).
+        seconds_per_tile: Nominal model time per ``image_size`` tile on this kind of device
+            (``NOMINAL_SECONDS_PER_TILE``), None when unknown; runs are planned with it.
         model: The model (eval mode), of any registered architecture (see
             :mod:`backend.model.architectures` for the interface it provides).
         config: Its config (``ModelConfig`` for RS2-SAM 2).
@@ -101,6 +111,7 @@ class Segmenter:
         dev = model.device
         self.device = str(dev) if dev.type != "cuda" else f"cuda:{dev.index or 0}"
         self.max_batch = max(1, int(max_batch))
+        self.seconds_per_tile: float | None = NOMINAL_SECONDS_PER_TILE.get((self.name, dev.type))
 
     def __repr__(self) -> str:
         sha = self.checkpoint_sha256[:12] or "random init"
@@ -181,7 +192,12 @@ def _check_image(image: object, *, batch: bool) -> None:
     ndim = 4 if batch else 3
     if image.ndim != ndim or image.shape[-1] != 3:
         hint = ""
-        if image.ndim == ndim and image.shape[-1] == 4:
+        if image.ndim == ndim and image.shape[-3] in (1, 3, 4) and image.shape[-1] > 4:
+            hint = (
+                "; this looks like (bands, H, W) as rasterio's read() returns it: use "
+                "np.moveaxis(image, 0, -1)" + ("" if image.shape[-3] == 3 else " and 3 bands")
+            )
+        elif image.ndim == ndim and image.shape[-1] == 4:
             hint = "; drop the alpha band with image[..., :3]"
         elif image.ndim == ndim - 1:
             hint = "; for a single-band image stack it: np.repeat(image[..., None], 3, -1)"
@@ -254,3 +270,54 @@ def load_segmenter(
             "leave config=None to use the checkpoint's own"
         )
     return Segmenter(loaded.model, checkpoint_sha256=loaded.weights_sha256)
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """What a run needs to know about a model before loading it (to plan the run).
+
+    Attributes:
+        name: Config name.
+        image_size: Tile size in pixels.
+        gsd_m: Working resolution in m/px, or None.
+        seconds_per_tile: Nominal time per tile on the chosen device, or None.
+    """
+
+    name: str
+    image_size: int
+    gsd_m: float | None
+    seconds_per_tile: float | None
+
+
+def describe_model(
+    checkpoint: str | os.PathLike[str] | None = None,
+    *,
+    config: str | None = None,
+    device: str = "auto",
+) -> ModelDescription:
+    """Describe the model :func:`load_segmenter` would load, from the header only (fast).
+
+    Raises:
+        CheckpointError, ConfigError, DeviceError: As :func:`load_segmenter` would.
+    """
+    from .checkpoint import read_header
+
+    dev = resolve_device(device)
+    if checkpoint is None and config is not None:
+        cfg = get_model_config(config)
+    else:
+        path = DEFAULT_WEIGHTS if checkpoint is None else checkpoint
+        if checkpoint is None and not DEFAULT_WEIGHTS.is_file():
+            raise CheckpointError(f"no bundled default weights ({DEFAULT_WEIGHTS} is missing)")
+        cfg = read_header(path).config
+        if config is not None and config != cfg.name:
+            raise ConfigError(
+                f"config {config!r} does not match the checkpoint's {cfg.name!r}; "
+                "leave config out to use the checkpoint's own"
+            )
+    return ModelDescription(
+        name=cfg.name,
+        image_size=int(cfg.image_size),
+        gsd_m=cfg.gsd_m,
+        seconds_per_tile=NOMINAL_SECONDS_PER_TILE.get((cfg.name, dev.type)),
+    )

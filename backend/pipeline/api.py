@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import InputError
 from ..types import CancelFn, ProgressFn, SegmenterLike
 from .options import GsdOption, _check_options
+from .plan import RunPlan, check_not_an_input, make_plan
 from .result import SegmentResult
 from .run import _run
 
@@ -24,6 +26,7 @@ def validate_inputs(
     raster: str | os.PathLike[str],
     text: str,
     *,
+    segmenter: Any = None,
     bbox: Sequence[float] | None = None,
     bbox_crs: Any = None,
     out_path: str | os.PathLike[str] | None = None,
@@ -34,33 +37,78 @@ def validate_inputs(
     min_area_m2: float = 0.0,
     simplify: float = 0.0,
     gsd_m: GsdOption = "auto",
-) -> None:
-    """Run the cheap checks of :func:`segment_raster` without a segmenter or model.
+    tile_px: int | None = None,
+    overlap_px: int | None = None,
+    aoi: Any = None,
+    aoi_crs: Any = None,
+    allow_large: bool = False,
+) -> RunPlan:
+    """Validate and plan a run without running a model: the checks of :func:`segment_raster`.
 
-    The CLI calls this before loading the model; it raises the same errors as
-    :func:`segment_raster` would.
+    The CLI calls this before loading the model (with a description of the model read from
+    the checkpoint header), the plugin and Processing before they start a task; it raises the
+    same errors :func:`segment_raster` would.
+
+    Args:
+        raster: As for :func:`segment_raster` (and every keyword of the same name).
+        text: The referring expression.
+        segmenter: A segmenter, or any object with the model's ``image_size``, ``gsd_m`` and
+            (optional) ``seconds_per_tile``; None plans with 1024 px tiles at native pixels.
+        bbox: See :func:`segment_raster`.
+        bbox_crs: See :func:`segment_raster`.
+        out_path: See :func:`segment_raster`.
+        overwrite: See :func:`segment_raster`.
+        assume_crs: See :func:`segment_raster`.
+        bands: See :func:`segment_raster`.
+        threshold: See :func:`segment_raster`.
+        min_area_m2: See :func:`segment_raster`.
+        simplify: See :func:`segment_raster`.
+        gsd_m: See :func:`segment_raster`.
+        tile_px: See :func:`segment_raster`.
+        overlap_px: See :func:`segment_raster`.
+        aoi: See :func:`segment_raster`.
+        aoi_crs: See :func:`segment_raster`.
+        allow_large: See :func:`segment_raster`.
+
+    Returns:
+        The :class:`~backend.pipeline.plan.RunPlan` (tiles, working grid, estimated time).
     """
     import rasterio
 
-    from ..geo.raster import (
-        GDAL_CACHE_MB,
-        bbox_to_window,
-        choose_bands,
-        open_raster,
-        raster_info,
-        resolve_crs,
-    )
+    from ..geo.raster import GDAL_CACHE_MB, open_raster
     from ..geo.writers import check_output_path
 
-    _check_options(
-        text, threshold, min_area_m2, simplify, bands, gsd_m, None, None, 1, "auto", overwrite, 1
+    options = _check_options(
+        text,
+        threshold,
+        min_area_m2,
+        simplify,
+        bands,
+        gsd_m,
+        tile_px,
+        overlap_px,
+        1,
+        "auto",
+        overwrite,
+        1,
     )
     if out_path is not None:
         check_output_path(out_path, overwrite=overwrite)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), open_raster(raster) as dataset:
-        info = raster_info(dataset, resolve_crs(dataset, assume_crs))
-        bbox_to_window(info, bbox, bbox_crs)
-        choose_bands(info, bands)
+        if out_path is not None:
+            check_not_an_input(out_path, [str(raster), *dataset.files])
+        return make_plan(
+            dataset,
+            options,
+            segmenter,
+            bbox=bbox,
+            bbox_crs=bbox_crs,
+            assume_crs=assume_crs,
+            source_name=None,
+            aoi=aoi,
+            aoi_crs=aoi_crs,
+            allow_large=allow_large,
+        )
 
 
 def segment_raster(
@@ -88,6 +136,7 @@ def segment_raster(
     source_name: str | None = None,
     aoi: Any = None,
     aoi_crs: Any = None,
+    allow_large: bool = False,
 ) -> SegmentResult:
     """Segment what ``text`` describes in a georeferenced raster; polygons in the raster CRS.
 
@@ -126,6 +175,9 @@ def segment_raster(
             lies inside it can become polygons (scores and areas describe the inside part).
             Without ``bbox`` its bounds are the bbox.
         aoi_crs: CRS of ``aoi``; None = the raster CRS.
+        allow_large: Run even beyond the documented limits (:data:`~backend.pipeline.plan.
+            MAX_TILES` tiles or :data:`~backend.pipeline.plan.MAX_SECONDS` of estimated model
+            time); without it such a run is refused before it starts.
 
     Returns:
         The polygons, their attributes (:data:`FIELDS`) and run details.
@@ -133,6 +185,7 @@ def segment_raster(
     Raises:
         InputError, RasterReadError, UnsupportedRasterError, OutputError: Bad input; the
             message names the value and the fix.
+        ResourceError: The run exceeds a limit (see ``allow_large``) or the memory.
         Cancelled: ``is_cancelled()`` returned True.
     """
     import rasterio
@@ -157,7 +210,11 @@ def segment_raster(
         from ..geo.writers import check_output_path
 
         check_output_path(out_path, overwrite=overwrite)
+    if segmenter is not None:
+        _check_segmenter(segmenter)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), open_raster(raster) as dataset:
+        if out_path is not None:
+            check_not_an_input(out_path, [str(raster), *dataset.files])
         if segmenter is None:
             segmenter = _default_segmenter()
         return _run(
@@ -173,6 +230,17 @@ def segment_raster(
             source_name=source_name,
             aoi=aoi,
             aoi_crs=aoi_crs,
+            allow_large=allow_large,
+        )
+
+
+def _check_segmenter(segmenter: Any) -> None:
+    """A segmenter must have ``predict(image, text)``; say so instead of an AttributeError."""
+    if not callable(getattr(segmenter, "predict", None)):
+        raise InputError(
+            f"segmenter {type(segmenter).__name__!r} has no predict(image, text) method; pass "
+            "backend.load_segmenter(...) or any object with predict((H, W, 3) uint8, str) -> "
+            "(H, W) float32"
         )
 
 

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import Cancelled, InputError
+from ..errors import Cancelled
 from ..geo.tiling import axis_blend
 from ..types import CancelFn, ProgressFn, SegmenterLike
 from .blend import _accumulate, _check_prob, _runs, _shift_up
-from .grid import _Plan, _plan, _RowResampler
-from .options import _finite, _Options
+from .grid import _Plan, _RowResampler
+from .options import _Options
+from .plan import make_plan
 from .result import FIELDS, SegmentResult
 
 if TYPE_CHECKING:
@@ -43,35 +44,36 @@ def _run(
     source_name: str | None,
     aoi: Any = None,
     aoi_crs: Any = None,
+    allow_large: bool = False,
 ) -> SegmentResult:
+    from ..geo.aoi import aoi_strip_mask
     from ..geo.radiometry import compute_stretch
-    from ..geo.raster import PixelWindow, bbox_to_window, choose_bands, raster_info, resolve_crs
+    from ..geo.raster import PixelWindow
     from ..geo.tile_reader import TileReader
     from ..geo.vectorize import SeamMerger, geodesic_areas_m2, pixel_to_map, strip_pieces
 
     t_start = time.perf_counter()
     timings = dict.fromkeys(("read", "model", "blend", "vectorize", "attributes", "write"), 0.0)
-    crs = resolve_crs(dataset, assume_crs)
-    info = raster_info(dataset, crs, name=source_name)
-    aoi_px = None
-    if aoi is not None:
-        from ..geo.aoi import aoi_bounds, aoi_strip_mask, aoi_to_pixels, parse_aoi
-
-        aoi_geometry = parse_aoi(aoi)
-        if bbox is None:
-            bbox, bbox_crs = aoi_bounds(aoi_geometry), aoi_crs
-        aoi_px = aoi_to_pixels(aoi_geometry, aoi_crs, info)
-    window = bbox_to_window(info, bbox, bbox_crs)
-    bands = choose_bands(info, options.bands)
-
-    tile_px = options.tile_px or int(getattr(segmenter, "image_size", None) or 1024)
-    overlap_px = tile_px // 8 if options.overlap_px is None else options.overlap_px
-    if overlap_px >= tile_px:
-        raise InputError(f"overlap_px={overlap_px} must be smaller than tile_px={tile_px}")
-    gsd = getattr(segmenter, "gsd_m", None) if options.gsd_m == "auto" else options.gsd_m
-    if gsd is not None and (not _finite(gsd) or gsd <= 0):
-        raise InputError(f"segmenter gsd_m={gsd!r} must be > 0 or None")
-    plan = _plan(info, window, gsd, tile_px, overlap_px)
+    run_plan = make_plan(
+        dataset,
+        options,
+        segmenter,
+        bbox=bbox,
+        bbox_crs=bbox_crs,
+        assume_crs=assume_crs,
+        source_name=source_name,
+        aoi=aoi,
+        aoi_crs=aoi_crs,
+        allow_large=allow_large,
+    )
+    info, window, bands, plan = run_plan.info, run_plan.window, run_plan.bands, run_plan.grid
+    tile_px, overlap_px, gsd, aoi_px = (
+        run_plan.tile_px,
+        run_plan.overlap_px,
+        run_plan.gsd_m,
+        run_plan.aoi_px,
+    )
+    bbox, bbox_crs = run_plan.bbox, run_plan.bbox_crs
     stretch = compute_stretch(dataset, bands, mode=options.stretch, has_mask=info.has_mask)
     reader = TileReader(
         dataset,

@@ -1,4 +1,4 @@
-"""Memory planning: estimate what loading a model needs and refuse before allocating it.
+"""Resource planning (no torch at import): memory available, what loading a model needs.
 
 Example:
     >>> need = load_bytes(model_on_meta)          # built with device="meta": no memory used
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import ResourceError
+from .errors import ResourceError
 
 __all__ = ["available_bytes", "check_fits", "load_bytes", "tensor_bytes"]
 
