@@ -1,7 +1,8 @@
 """Command line: ``python -m backend segment RASTER --text TEXT --out OUT.gpkg [...]``.
 
 Exit status 0 on success; 2 on a user error, with one line on stderr that names the bad value
-and the fix (no traceback, no output file left behind); 130 when interrupted.
+and the fix (no traceback, no output file left behind); 130 when interrupted (Ctrl-C), 143 on
+SIGTERM.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -23,6 +26,22 @@ logger = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived: unwind like Ctrl-C so temporary files are removed."""
+
+
+def _on_sigterm() -> Any:
+    """Turn SIGTERM into :class:`_Terminated` (main thread only); return the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 class _UsageError(Exception):
@@ -301,6 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     rasterio_logger = logging.getLogger("rasterio")
     old_level = rasterio_logger.level
+    previous = _on_sigterm()
     try:
         with warnings.catch_warnings():
             if not args.verbose:  # GDAL chatter would break the one-line error contract
@@ -316,5 +336,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cancelled: interrupted; no output written", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except _Terminated:
+        print("cancelled: terminated (SIGTERM); no output written", file=sys.stderr)
+        return EXIT_TERMINATED
     finally:
         rasterio_logger.setLevel(old_level)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -141,7 +141,7 @@ def write_polygons(
     except OutputError:
         raise
     except Exception as exc:
-        if _is_disk_full(exc):
+        if _is_disk_full(exc) or _out_of_space(out, tmp):
             raise OutputError(_disk_full_message(out)) from None
         raise OutputError(f"could not write {str(out)!r}: {exc}") from exc
     finally:
@@ -151,6 +151,7 @@ def write_polygons(
 
 
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_LOW_SPACE = 1024**2  # bytes: a folder with less free space than this counts as full
 _FULL_TEXTS = ("disk is full", "no space left", "disk quota", "file too large")
 
 
@@ -166,6 +167,32 @@ def _is_disk_full(exc: BaseException) -> bool:
     return False
 
 
+def _out_of_space(out: Path, tmp: Path) -> bool:
+    """After a failed write: is the folder (nearly) full, or the file at the process's size limit?
+
+    GDAL/SQLite often report a full disk only as "Failed to commit transaction", so the space
+    itself is looked at.
+    """
+    folder = out.parent if str(out.parent) else Path(".")
+    try:
+        if shutil.disk_usage(folder).free < _LOW_SPACE:
+            return True
+    except OSError:
+        pass
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    except (ImportError, OSError, ValueError):  # pragma: no cover - not on Windows
+        return False
+    if soft == resource.RLIM_INFINITY:
+        return False
+    try:
+        return tmp.stat().st_size + _LOW_SPACE >= soft
+    except OSError:
+        return False
+
+
 def _disk_full_message(out: Path) -> str:
     folder = out.parent if str(out.parent) else Path(".")
     try:
@@ -173,8 +200,9 @@ def _disk_full_message(out: Path) -> str:
     except OSError:
         free = "free space unknown"
     return (
-        f"the disk holding {str(folder)!r} is full or over quota ({free}) while writing "
-        f"{out.name!r}; nothing was written: free some space or choose another --out"
+        f"the disk holding {str(folder)!r} is full, over quota or at its file-size limit "
+        f"({free}) while writing {out.name!r}; nothing was written: free some space or choose "
+        "another --out"
     )
 
 

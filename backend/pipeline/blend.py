@@ -79,6 +79,12 @@ def _check_prob(prob: Any, tile_px: int) -> np.ndarray:
         )
     if prob.dtype != np.float32:
         prob = prob.astype(np.float32)
+    if not np.isfinite(prob).all():
+        raise InputError(
+            f"segmenter returned {int(np.size(prob) - np.isfinite(prob).sum())} non-finite "
+            "probabilities (NaN/inf) for one tile; the weights are damaged or the device's "
+            "arithmetic failed: re-download the checkpoint or try --device cpu"
+        )
     # contract: values in [0, 1]; clip (a copy) only when a segmenter breaks it
     if prob.size and (prob.min() < 0.0 or prob.max() > 1.0):
         prob = np.clip(prob, 0.0, 1.0)

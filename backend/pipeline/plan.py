@@ -185,8 +185,8 @@ def _check_limits(plan: RunPlan) -> None:
     raise ResourceError(
         f"this run needs {plan.n_tiles:,} tiles of {plan.tile_px} px ({_size(plan)} at {gsd}"
         f"{eta}); the limit is {MAX_TILES:,} tiles or {_duration(MAX_SECONDS)}. Choose a "
-        "smaller extent or a coarser working resolution, or pass --allow-large "
-        "(API: allow_large=True) to run it anyway"
+        "smaller extent or a coarser working resolution, or allow large runs to run it anyway "
+        "(CLI --allow-large, Processing 'Allow large runs', API allow_large=True)"
     )
 
 
