@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import Cancelled, InputError
-from ..geo.tiling import axis_blend
+from ..geo.tiling import axis_blend, mirror_pad
 from ..types import CancelFn, ProgressFn, SegmenterLike
 from .blend import _accumulate, _check_prob, _runs, _shift_up
 from .grid import _Plan, _plan, _RowResampler
@@ -154,10 +154,8 @@ def _run(
             for j, col in batch:
                 width = cols_blend.weights[j].size
                 image, _ = reader.read_rgb(p0 + row, q0 + col, height, width)
-                if height < tile_px or width < tile_px:  # grid smaller than a tile: pad
-                    padded = np.zeros((tile_px, tile_px, 3), dtype=np.uint8)
-                    padded[:height, :width] = image
-                    image = padded
+                if height < tile_px or width < tile_px:  # grid smaller than a tile
+                    image = mirror_pad(image, tile_px)  # real pixels, never a black border
                 images.append(image)
             t1 = time.perf_counter()
             if predict_batch is not None and len(images) > 1:
