@@ -27,7 +27,11 @@ class SegmenterLike(Protocol):
     * ``gsd_m: float | None`` - working ground resolution in metres per pixel the model was
       trained at; ``None`` means "use the raster's native resolution".
     * ``unknown_words(text) -> list[str]`` - words of the prompt the weights never saw in
-      training; each run reports them in ``SegmentResult.warnings`` (default: none).
+      training. With it, each run rewrites everyday words to the trained names
+      (``backend.text.lexicon``: "lake" -> "water"), reports the rewrite and the remaining
+      unknown words in ``SegmentResult.warnings``, and refuses text in which the model knows no
+      word. Without it the text reaches ``predict`` unchanged (only a text without any word
+      is refused).
     """
 
     def predict(self, image: np.ndarray, text: str) -> np.ndarray:

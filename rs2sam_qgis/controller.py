@@ -151,7 +151,7 @@ class SegmentController(QObject):
                 "Nothing found for '{text}' above threshold {t:.2f} ({s:.1f} s). Try a lower "
                 "threshold, another extent or other words; no layer was added."
             ).format(text=request.text, t=request.threshold, s=outcome.seconds)
-            self.dock.set_status(message)
+            self.dock.set_status(_with_notes(message, outcome))
             self.iface.messageBar().pushMessage(self.title, message, level=Qgis.Info, duration=8)
             return
         try:
@@ -164,7 +164,8 @@ class SegmentController(QObject):
         text = summary(outcome, request.text)
         self.dock.set_progress(100)
         self.dock.set_status(
-            text + ("\n" + self.dock.temp_output_warning if self.dock.temp_output_warning else "")
+            _with_notes(text, outcome)
+            + ("\n" + self.dock.temp_output_warning if self.dock.temp_output_warning else "")
         )
         self.iface.messageBar().pushMessage(self.title, text, level=Qgis.Success, duration=6)
         if self.dock.temp_output_warning and not request.memory_layer:
@@ -204,6 +205,15 @@ class SegmentController(QObject):
         self.iface.messageBar().pushMessage(
             self.title, tr("Cancelled; nothing was added."), level=Qgis.Info, duration=5
         )
+
+
+def _with_notes(status: str, outcome: RunOutcome) -> str:
+    """The status line plus the backend's notes, which stay after the message bar clears.
+
+    E.g. "Note: the model was given 'the water' (lake → water: ...)".
+    """
+    notes = [tr("Note: {warning}").format(warning=w) for w in outcome.warnings]
+    return "\n".join([status, *notes])
 
 
 def project_layer_count() -> int:

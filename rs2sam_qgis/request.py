@@ -99,8 +99,10 @@ class RunOutcome:
         seconds: Wall time of the whole run (model load included).
         load_seconds: Time spent importing torch and loading the model (0.0 when cached).
         model_name: The segmenter's config name.
-        warnings: The backend's warnings about the result (e.g. prompt words the model never
-            saw in training), one sentence each.
+        warnings: The backend's warnings about the result (how the prompt was rewritten for
+            the model, words it never saw in training), one sentence each.
+        prompt_used: The text the model was given (the prompt with everyday words rewritten
+            to the names it was trained with, e.g. "the water" for "the lake").
     """
 
     out_path: str
@@ -110,3 +112,4 @@ class RunOutcome:
     load_seconds: float
     model_name: str
     warnings: tuple[str, ...] = ()
+    prompt_used: str = ""

@@ -153,6 +153,7 @@ def run_segmentation(
         load_seconds=load_seconds,
         model_name=str(getattr(segmenter, "name", "custom")),
         warnings=tuple(result.warnings),
+        prompt_used=str(getattr(result, "prompt_used", "") or request.text),
     )
 
 

@@ -18,6 +18,7 @@ BOUNDARIES: dict[str, tuple[str, ...]] = {
     "backend.errors": ("qgis", "PyQt5", "torch", "rasterio"),
     "backend.types": ("qgis", "PyQt5", "torch", "rasterio"),
     "backend.pipeline": ("qgis", "PyQt5", "torch", "rasterio"),
+    "backend.text.lexicon": ("qgis", "PyQt5", "torch", "rasterio", "numpy"),
     "backend.geo": ("qgis", "PyQt5", "torch", "sam2", "open_clip"),
     "backend.geo.tiling": ("qgis", "PyQt5", "torch", "rasterio"),
     "backend.geo.raster": ("qgis", "PyQt5", "torch", "sam2", "open_clip"),

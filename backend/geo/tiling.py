@@ -22,6 +22,7 @@ __all__ = [
     "expand_span",
     "iter_tiles",
     "linear_map",
+    "mirror_pad",
     "source_span",
     "tile_starts",
 ]
@@ -142,6 +143,27 @@ def expand_span(start: int, stop: int, *, min_size: int, limit: int) -> tuple[in
     new_start = max(0, start - grow // 2)
     new_stop = min(limit, new_start + target)
     return new_stop - target, new_stop
+
+
+def mirror_pad(image: np.ndarray, size: int) -> np.ndarray:
+    """Grow ``image`` ``(H, W, ...)`` to ``(size, size, ...)`` by mirroring it at its bottom/right.
+
+    Used when the whole working grid is smaller than one model tile. The added rows and
+    columns are real pixels reflected about the last row/column (``numpy.pad`` mode
+    ``"reflect"``, repeated as often as needed), so the model never sees an artificial
+    border: zero (black) padding reads as dark water or shadow to a model trained on whole
+    images and produced false strips along the raster's bottom and right edges.
+
+    Raises:
+        ValueError: If ``image`` is already larger than ``size`` on an axis.
+    """
+    h, w = image.shape[:2]
+    if h > size or w > size:
+        raise ValueError(f"image {h}x{w} is larger than the tile size {size}")
+    if h == size and w == size:
+        return image
+    widths = [(0, size - h), (0, size - w)] + [(0, 0)] * (image.ndim - 2)
+    return np.pad(image, widths, mode="reflect")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ __all__ = ["FIELDS", "SegmentResult"]
 
 FIELDS: tuple[tuple[str, type], ...] = (
     ("prompt", str),
+    ("prompt_used", str),
     ("score", float),
     ("area_m2", float),
     ("pixels", int),
@@ -43,8 +44,11 @@ class SegmentResult:
         pixel_counts: ``window`` (raster pixels processed), ``working`` (working pixels
             predicted, overlaps counted once), ``valid`` (non-nodata pixels, when known),
             ``positive`` (pixels above the threshold, before min-area filtering).
-        warnings: Things the user should know about this result, one sentence each (e.g.
-            words of the prompt the model never saw in training); also logged.
+        warnings: Things the user should know about this result, one sentence each (how the
+            prompt was rewritten for the model, words it never saw in training); also logged.
+        prompt_used: The text the segmenter was given: the prompt with everyday words
+            rewritten to the names the model was trained with ("the lake" -> "the water"),
+            or the prompt itself (see :func:`backend.text.lexicon.interpret`).
     """
 
     polygons: list[Any]
@@ -60,6 +64,7 @@ class SegmentResult:
     timings: dict[str, float] = field(default_factory=dict)
     pixel_counts: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    prompt_used: str = ""
 
     def __len__(self) -> int:
         return len(self.polygons)

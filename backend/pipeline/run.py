@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import Cancelled
-from ..geo.tiling import axis_blend
+from ..geo.tiling import axis_blend, mirror_pad
+from ..text.lexicon import Interpretation, interpret
 from ..types import CancelFn, ProgressFn, SegmenterLike
 from .blend import _accumulate, _check_prob, _runs, _shift_up
 from .grid import _Plan, _RowResampler
@@ -53,6 +54,8 @@ def _run(
     from ..geo.vectorize import SeamMerger, geodesic_areas_m2, pixel_to_map, strip_pieces
 
     t_start = time.perf_counter()
+    prompt = _interpret_prompt(segmenter, options.text)
+    model_text = prompt.model_text
     timings = dict.fromkeys(("read", "model", "blend", "vectorize", "attributes", "write"), 0.0)
     run_plan = make_plan(
         dataset,
@@ -150,16 +153,14 @@ def _run(
             for j, col in batch:
                 width = cols_blend.weights[j].size
                 image, _ = reader.read_rgb(p0 + row, q0 + col, height, width)
-                if height < tile_px or width < tile_px:  # grid smaller than a tile: pad
-                    padded = np.zeros((tile_px, tile_px, 3), dtype=np.uint8)
-                    padded[:height, :width] = image
-                    image = padded
+                if height < tile_px or width < tile_px:  # grid smaller than a tile
+                    image = mirror_pad(image, tile_px)  # real pixels, never a black border
                 images.append(image)
             t1 = time.perf_counter()
             if predict_batch is not None and len(images) > 1:
-                probs = list(predict_batch(np.stack(images), options.text))
+                probs = list(predict_batch(np.stack(images), model_text))
             else:
-                probs = [segmenter.predict(image, options.text) for image in images]
+                probs = [segmenter.predict(image, model_text) for image in images]
             t2 = time.perf_counter()
             for (j, col), prob in zip(batch, probs, strict=True):
                 prob = _check_prob(prob, tile_px)
@@ -218,6 +219,7 @@ def _run(
         attributes.append(
             {
                 "prompt": options.text,
+                "prompt_used": model_text,
                 "score": round(piece.score, 6),
                 "area_m2": area,
                 "pixels": piece.pixels,
@@ -244,7 +246,10 @@ def _run(
             crs_wkt=info.crs_wkt,
             schema=FIELDS,
             overwrite=options.overwrite,
-            metadata=_layer_metadata(info, window, plan, options, gsd, bbox, bbox_crs),
+            metadata={
+                **_layer_metadata(info, window, plan, options, gsd, bbox, bbox_crs),
+                "prompt_used": model_text,
+            },
         )
         timings["write"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
@@ -263,28 +268,27 @@ def _run(
         n_tiles=n_tiles,
         timings=timings,
         pixel_counts=counts,
-        warnings=_prompt_warnings(segmenter, options.text),
+        warnings=prompt.messages(),
+        prompt_used=model_text,
     )
 
 
-def _prompt_warnings(segmenter: SegmenterLike, text: str) -> list[str]:
-    """Warnings about ``text``: words the segmenter's weights never saw in training (logged).
+def _interpret_prompt(segmenter: SegmenterLike, text: str) -> Interpretation:
+    """What the segmenter is given for ``text`` (:func:`backend.text.lexicon.interpret`).
 
     Uses the segmenter's optional ``unknown_words(text) -> list[str]`` (the RS2-SAM 2
-    ``Segmenter`` has it; stand-ins and other segmenters need not).
+    ``Segmenter`` has it): words it never saw are rewritten to trained names when the lexicon
+    knows them, else reported. Segmenters without it (stand-ins) get the text unchanged.
+    Each message is logged once, before the first tile.
+
+    Raises:
+        InputError: The model knows no word of ``text`` (or it has none).
     """
     unknown_words = getattr(segmenter, "unknown_words", None)
-    words = list(unknown_words(text)) if callable(unknown_words) else []
-    if not words:
-        return []
-    quoted = ", ".join(f"'{w}'" for w in words)
-    verb = "it means" if len(words) == 1 else "they mean"
-    message = (
-        f"the model never saw {quoted} in training, so {verb} nothing to it and the result "
-        "follows the other words only; rephrase with other words"
-    )
-    logger.warning("%s", message)
-    return [message]
+    prompt = interpret(text, unknown_words if callable(unknown_words) else None)
+    for message in prompt.messages():
+        logger.warning("%s", message)
+    return prompt
 
 
 def _layer_metadata(

@@ -292,16 +292,57 @@ def test_bad_aoi_is_a_user_error(capsys, tmp_path, raster):
 
 
 @pytest.mark.skipif(not DEMO.exists(), reason=f"{DEMO} not present")
-def test_words_the_bundled_model_never_saw_are_warned_about(tmp_path):
+def test_the_bundled_model_gets_its_own_words_and_the_cli_says_so(tmp_path):
     """The bundled weights keep only the token rows of their training captions: 'lake' is not
-    among them, so the CLI says so on stderr (a warning, not an error: exit 0, file written)."""
+    among them, so the lexicon gives the model 'water' and the CLI says so on stderr (exit 0,
+    file written, ``prompt_used`` in the file); a word the lexicon does not know either is
+    warned about."""
     out = tmp_path / "lake.gpkg"
     proc = _python_m_backend(DEMO, "--text", "the lake", "--out", out, "--device", "cpu",
                              "--threads", "1")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "never saw 'lake' in training" in proc.stderr
-    assert out.exists()
-    proc = _python_m_backend(DEMO, "--text", "water", "--out", tmp_path / "w.gpkg",
+    assert "the model was given 'the water' (lake \u2192 water" in proc.stderr
+    assert "never saw" not in proc.stderr
+    info = pyogrio.read_info(out)
+    assert "prompt_used" in info["fields"]
+    if info["features"]:
+        _, _, _, fields = pyogrio.raw.read(out)
+        names = list(info["fields"])
+        assert set(fields[names.index("prompt")]) == {"the lake"}
+        assert set(fields[names.index("prompt_used")]) == {"the water"}
+    proc = _python_m_backend(DEMO, "--text", "water by the shore", "--out", tmp_path / "w.gpkg",
                              "--device", "cpu", "--threads", "1")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "never saw" not in proc.stderr
+    assert "never saw 'by', 'shore' in training" in proc.stderr
+    assert "the model was given" not in proc.stderr
+
+
+@pytest.mark.skipif(not DEMO.exists(), reason=f"{DEMO} not present")
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("\u6c34\u57df", "reads English only"),  # "water area" in Chinese
+        ("\u0432\u043e\u0434\u0430", "reads English only"),  # "water" in Russian
+        ("\U0001f3e0 \U0001f30a", "has no words"),  # house + wave emoji
+        ("?!... --", "has no words"),
+        ("blorf zzyzx", "knows none of its words"),
+    ],
+)
+def test_text_the_bundled_model_cannot_use_is_a_user_error(capsys, tmp_path, text, needle):
+    out = tmp_path / "o.gpkg"
+    code, _, err = run(capsys, DEMO, "--text", text, "--out", out, "--device", "cpu")
+    assert_user_error(code, err, needle, repr(text))
+    if "has no words" not in needle:
+        assert "It was trained to find: airplanes, ships" in err and "bare land" in err
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_text_without_words_fails_before_any_model_loads(capsys, tmp_path, raster):
+    """Punctuation or emoji only is refused for every segmenter, even a stand-in without a
+    vocabulary (which otherwise gets any text unchanged)."""
+    out = tmp_path / "o.gpkg"
+    code, _, err = run(capsys, raster, "--text", "\U0001f697!", "--out", out, "--standin", "red")
+    assert_user_error(code, err, "has no words")
+    assert not out.exists()
+    code, _, err = run(capsys, raster, "--text", "\u7ea2\u8272", "--out", out, "--standin", "red")
+    assert code == 0, err  # no vocabulary: passes through unchanged

@@ -63,11 +63,11 @@ def test_demo_user_error_exits_2(tmp_path: Path, capsys) -> None:
 
 def test_query_gsd_and_prompt_warnings_reach_the_table(tmp_path: Path, capsys) -> None:
     """A demo query with its own working GSD (vehicles at 0.25 m) is run and labelled at that
-    GSD; a prompt word the bundled weights never saw is listed under the table."""
+    GSD; how the lexicon rewrote a prompt for the bundled weights is listed under the table."""
     rc = main(["--out", str(tmp_path), "--raster", "test_tiled.tif", "--query", "vehicles",
                "--query", "the lake"])
     assert rc == 0
     out = capsys.readouterr().out
     assert "| vehicles | 0.25 m |" in out
     assert "| the lake | 1 m |" in out  # the model's own gsd_m
-    assert "- 'the lake': the model never saw 'lake'" in out
+    assert "- 'the lake': the model was given 'the water' (lake \u2192 water" in out

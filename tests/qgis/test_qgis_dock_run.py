@@ -452,11 +452,11 @@ def test_bundled_weights_cold_then_warm_on_the_demo_geotiff(
     print("bundled weights in QGIS:", json.dumps(timings))
 
 
-def test_words_the_bundled_model_never_saw_are_a_message_bar_warning(
+def test_the_bundled_model_gets_its_own_words_and_the_dock_says_so(
     plugin, qgis_iface, tmp_path
 ) -> None:
-    """'lake' is not in the bundled weights' training captions: the run still finishes, and the
-    message bar warns that the word means nothing to the model."""
+    """'lake' is not in the bundled weights' training captions: the lexicon gives the model
+    'water', and the message bar and the dock's status line say so."""
     import shutil
 
     copy = shutil.copy(DEMO_RASTER, tmp_path)
@@ -465,6 +465,28 @@ def test_words_the_bundled_model_never_saw_are_a_message_bar_warning(
     plugin.show_dock().layer_combo.setLayer(raster)
     task = _run(plugin, "the lake", "", threshold_spin=0.01, output_dir_widget=tmp_path / "out")
     assert task.outcome is not None, plugin.dock.status_label.text()
-    assert len(task.outcome.warnings) == 1 and "'lake'" in task.outcome.warnings[0]
-    warnings = [m for m in messages(qgis_iface, "Warning") if "never saw 'lake'" in m]
+    assert task.outcome.prompt_used == "the water"
+    assert len(task.outcome.warnings) == 1 and "lake \u2192 water" in task.outcome.warnings[0]
+    warnings = [m for m in messages(qgis_iface, "Warning") if "lake \u2192 water" in m]
     assert len(warnings) == 1, messages(qgis_iface, "Warning")
+    assert "lake \u2192 water" in plugin.dock.status_label.text()
+
+
+def test_text_the_bundled_model_cannot_use_fails_in_the_status_line(
+    plugin, qgis_iface, tmp_path
+) -> None:
+    """A prompt in another script: no layer, no file, and the status line names the text and
+    what the model knows."""
+    import shutil
+
+    copy = shutil.copy(DEMO_RASTER, tmp_path)
+    raster = _add_raster(Path(copy), "las vegas")
+    _show_on_canvas(qgis_iface, raster)
+    plugin.show_dock().layer_combo.setLayer(raster)
+    before = _layers()
+    task = _run(plugin, "\u623f\u5b50", "", output_dir_widget=tmp_path / "out")
+    assert task.outcome is None
+    assert _layers().keys() == before.keys()
+    status = plugin.dock.status_label.text()
+    assert "\u623f\u5b50" in status and "reads English only" in status and "buildings" in status
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.gpkg"))

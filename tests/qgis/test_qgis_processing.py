@@ -93,10 +93,11 @@ def test_processing_run_without_checkpoint_uses_the_bundled_weights(provider, tm
     assert {f["checkpoint_sha256"] for f in features} == {card_weights_sha256()}
 
 
-def test_processing_warns_about_words_the_bundled_model_never_saw(provider, tmp_path) -> None:
-    """'lake' is not in the bundled weights' training captions: the log gets a warning."""
+def test_processing_reports_the_lexicon_and_refuses_unusable_text(provider, tmp_path) -> None:
+    """'lake' is not in the bundled weights' training captions: the log says the model got
+    'water'; a prompt in another script fails with a message naming it, and writes nothing."""
     import processing
-    from qgis.core import QgsProcessingFeedback
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
     class Capture(QgsProcessingFeedback):
         def __init__(self):
@@ -114,7 +115,15 @@ def test_processing_warns_about_words_the_bundled_model_never_saw(provider, tmp_
          "OUTPUT": str(tmp_path / "lake.gpkg")},
         feedback=feedback,
     )
-    assert [w for w in feedback.warnings if "never saw 'lake'" in w], feedback.warnings
+    assert [w for w in feedback.warnings if "lake \u2192 water" in w], feedback.warnings
+    out = tmp_path / "house.gpkg"
+    with pytest.raises(QgsProcessingException, match="reads English only"):
+        processing.run(
+            "rs2sam:segmentbytext",
+            {"INPUT": str(raster), "TEXT": "\u623f\u5b50", "DEVICE": "cpu", "OUTPUT": str(out)},
+            feedback=Capture(),
+        )
+    assert not out.exists()
 
 
 def test_processing_extent_min_area_and_other_formats(provider, red_square_tif, tmp_path) -> None:

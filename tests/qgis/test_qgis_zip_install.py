@@ -30,7 +30,8 @@ def test_zip_has_one_top_folder_with_metadata_license_icon_and_vendored_backend(
         "icons/segment_by_text.svg",
         "plugin.py",
         "libs/__init__.py",
-        "libs/backend/pipeline.py",
+        "libs/backend/pipeline/__init__.py",
+        "libs/backend/text/lexicon.json",
         "libs/backend/standins.py",
         "processing_provider/algorithm.py",
     ):
