@@ -92,7 +92,7 @@ def _load_eval_model(path: Path, device: Any) -> tuple[Any, dict[str, Any]]:
     if path.suffix == ".pt":
         from backend.model.configs import ModelConfig
         from backend.model.rs2sam import build_model
-        from training.loop import load_training_checkpoint
+        from training.checkpoints import load_training_checkpoint
 
         ck = load_training_checkpoint(path)
         if is_baseline(ck["model_config"]):
@@ -109,9 +109,10 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from backend.errors import InputError
+    from training.components import resolve_train_device
     from training.data.datasets import EvalSet, Source, open_dataset, subset_indices
     from training.dist import cleanup, init_distributed
-    from training.loop import evaluate, resolve_train_device
+    from training.evaluation import evaluate
     from training.metrics import round_metrics
 
     if args.threads:
@@ -141,8 +142,8 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_export(args: argparse.Namespace) -> str:
     """Export a training checkpoint; returns the weights' sha256."""
     from backend.errors import OutputError
+    from training.checkpoints import TrainState, export_inference, load_training_checkpoint
     from training.config import load_train_config
-    from training.loop import TrainState, export_inference, load_training_checkpoint
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
