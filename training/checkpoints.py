@@ -119,6 +119,7 @@ def export_inference(model: nn.Module, path: Path, cfg: TrainConfig, state: Trai
         The weights' sha256.
     """
     import copy
+    import dataclasses
 
     from omegaconf import OmegaConf
 
@@ -129,16 +130,22 @@ def export_inference(model: nn.Module, path: Path, cfg: TrainConfig, state: Trai
              "val_split": c.val_split,
              "train_samples": counts.get(c.tag) if c.train_split else 0}
             for c in cfg.data.sets]
+    target = model
+    if cfg.export_fp16 or cfg.inference.gsd_m > 0:
+        target = copy.deepcopy(model)
+    if cfg.export_fp16:
+        target = target.half()
+    if cfg.inference.gsd_m > 0 and hasattr(target, "config"):
+        target.config = dataclasses.replace(target.config, gsd_m=cfg.inference.gsd_m)
     meta = {
         "training": {"data": data, "epochs": state.epoch, "global_step": state.global_step,
                      "samples_seen": state.samples, "seed": cfg.seed,
                      "config": OmegaConf.to_container(OmegaConf.structured(cfg))},
         "metrics": metrics,
         "eval_mode": cfg.eval_mode,
+        "inference": {"gsd_m": getattr(getattr(target, "config", None), "gsd_m", None),
+                      "gsd_m_by_concept": dict(cfg.inference.gsd_m_by_concept)},
     }
-    target = model
-    if cfg.export_fp16:
-        target = copy.deepcopy(model).half()
     from training.baselines import is_baseline, save_baseline
 
     if is_baseline(cfg.model):

@@ -99,8 +99,21 @@ class AugmentConfig:
             ordinal, size or relational words, keeping at least ``crop_keep`` of the target.
         crop_scale: Smallest crop side as a fraction of the image side.
         crop_keep: Share of the target pixels a crop must keep.
+        zoom: Probability of a log-uniform zoom by a factor in ``zoom_range`` (crop-safe texts
+            only, like ``scale_crop``): > 1 crops a ``1/z`` window, < 1 shrinks the image onto
+            a mean-colour canvas. Covers imagery of other ground resolutions.
+        zoom_range: ``[min, max]`` zoom factor (``[0.5, 2.0]``: half to twice the trained size).
+        lowres: Probability of a down-and-up resampling by a factor in ``[1, lowres_max]``
+            (coarse imagery upsampled to the working resolution).
+        lowres_max: Largest down-sampling factor of ``lowres``.
         brightness: Max relative brightness change (0 = off).
         contrast: Max relative contrast change (0 = off).
+        colour: Probability of the colour jitter below (gamma for every text; saturation, hue
+            and channel gains only for texts without colour words).
+        gamma: Gamma in ``[1 / (1 + gamma), 1 + gamma]`` (log-uniform; 0 = off).
+        saturation: Max relative saturation change (0 = off).
+        hue_deg: Max hue rotation in degrees (0 = off).
+        channel_gain: Max relative gain per RGB channel, i.e. white balance (0 = off).
         cutout_fraction: Share of training samples (fixed subset, seeded) that get black boxes
             (the paper's RRSIS-D recipe: 0.2).
         cutout_boxes: Range of the number of boxes.
@@ -112,18 +125,39 @@ class AugmentConfig:
     scale_crop: float = 0.0
     crop_scale: float = 0.6
     crop_keep: float = 0.7
+    zoom: float = 0.0
+    zoom_range: list[float] = field(default_factory=lambda: [0.5, 2.0])
+    lowres: float = 0.0
+    lowres_max: float = 2.0
     brightness: float = 0.0
     contrast: float = 0.0
+    colour: float = 0.0
+    gamma: float = 0.0
+    saturation: float = 0.0
+    hue_deg: float = 0.0
+    channel_gain: float = 0.0
     cutout_fraction: float = 0.0
     cutout_boxes: list[int] = field(default_factory=lambda: [20, 60])
     cutout_box_frac: float = 0.04
 
     def __post_init__(self) -> None:
-        for name in ("hflip", "vflip", "scale_crop", "cutout_fraction"):
+        for name in ("hflip", "vflip", "scale_crop", "zoom", "lowres", "colour",
+                     "cutout_fraction"):
             v = getattr(self, name)
             _check(0.0 <= v <= 1.0, f"augment.{name} is a probability in [0, 1], got {v}")
         _check(0.1 <= self.crop_scale <= 1.0,
                f"augment.crop_scale must be in [0.1, 1], got {self.crop_scale}")
+        zr = self.zoom_range
+        _check(len(zr) == 2 and 0.1 <= zr[0] <= zr[1] <= 10.0,
+               f"augment.zoom_range must be [min, max] with 0.1 <= min <= max <= 10, got {zr}")
+        _check(1.0 <= self.lowres_max <= 8.0,
+               f"augment.lowres_max must be in [1, 8], got {self.lowres_max}")
+        _check(0.0 <= self.hue_deg <= 180.0,
+               f"augment.hue_deg must be in [0, 180] degrees, got {self.hue_deg}")
+        for name in ("brightness", "contrast", "saturation", "channel_gain"):
+            v = getattr(self, name)
+            _check(0.0 <= v < 1.0, f"augment.{name} is a relative change in [0, 1), got {v}")
+        _check(0.0 <= self.gamma <= 2.0, f"augment.gamma must be in [0, 2], got {self.gamma}")
         _check(len(self.cutout_boxes) == 2 and 0 <= self.cutout_boxes[0] <= self.cutout_boxes[1],
                f"augment.cutout_boxes must be [min, max], got {self.cutout_boxes}")
 
@@ -175,6 +209,30 @@ class CurriculumStage:
 
 
 @dataclass
+class InferenceConfig:
+    """How the exported weights should be run; stored in every exported checkpoint.
+
+    The metadata key ``inference`` of ``best.safetensors`` / ``final.safetensors`` holds
+    ``{"gsd_m": ..., "gsd_m_by_concept": {...}}``.
+
+    Attributes:
+        gsd_m: Working resolution (m/px) for concepts without an entry below; written into the
+            stored model config's ``gsd_m`` too (0 = keep the model config's).
+        gsd_m_by_concept: Working resolution per trained concept, keyed by the generated sets'
+            class names (``target_class`` in ``refer_*.jsonl``: ``vehicle``, ``airplane``,
+            ``tennis_court``, ``water``, ...); ``tools/concept_gsd.py`` measures them.
+    """
+
+    gsd_m: float = 0.0
+    gsd_m_by_concept: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check(self.gsd_m >= 0, f"inference.gsd_m must be >= 0 (0 = the model's), got {self.gsd_m}")
+        bad = {k: v for k, v in self.gsd_m_by_concept.items() if not v > 0}
+        _check(not bad, f"inference.gsd_m_by_concept values must be > 0 m/px, got {bad}")
+
+
+@dataclass
 class TrainConfig:
     """Everything one run needs; saved next to every checkpoint it writes.
 
@@ -188,6 +246,7 @@ class TrainConfig:
         augment: Augmentations.
         optim: Optimiser and schedule.
         loss: Loss weights and variants.
+        inference: Working resolutions stored with the exported weights.
         curriculum: Expression types per epoch range (empty = all types throughout).
         epochs: Number of epochs.
         batch_size: Samples per process per micro-step.
@@ -229,6 +288,7 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
     curriculum: list[CurriculumStage] = field(default_factory=list)
     epochs: int = 40
     batch_size: int = 1

@@ -56,6 +56,8 @@ from training.run_logs import TRAIN_LOG_FIELDS, VAL_LOG_FIELDS, CsvLog, plot_cur
 
 logger = logging.getLogger(__name__)
 
+LOGGED_TERMS = ("loss", "bce", "dice", "boundary", "text_weight")  # train_log.csv columns
+
 __all__ = [  # the trainer's public names (cli, tests) stay importable from here
     "TrainState", "build_train_set", "build_training_model", "build_val_sets",
     "curriculum_types", "epoch_loader", "evaluate", "export_inference", "fit",
@@ -89,7 +91,7 @@ def train_one_epoch(ctx: _Run, epoch: int) -> None:
         factor = lr_factor(cfg, epoch, state.global_step, ctx.total_steps)
         for group in ctx.optimizer.param_groups:
             group["lr"] = group["initial_lr"] * factor
-        terms_sum = torch.zeros(4)
+        terms_sum = torch.zeros(len(LOGGED_TERMS))
         for micro in range(cfg.grad_accum_steps):
             batch = next(it)
             sync = not info.is_distributed or micro == cfg.grad_accum_steps - 1
@@ -102,8 +104,7 @@ def train_one_epoch(ctx: _Run, epoch: int) -> None:
                 terms = ctx.criterion(out.logits, masks, out.boundary_weight,
                                       _pseudo_mask(ctx.model, out))
                 ctx.scaler.scale(terms["loss"] / cfg.grad_accum_steps).backward()
-            terms_sum += torch.stack([terms[k].detach().float().cpu()
-                                      for k in ("loss", "bce", "dice", "boundary")])
+            terms_sum += torch.stack([terms[k].detach().float() for k in LOGGED_TERMS]).cpu()
         if cfg.optim.grad_clip_norm > 0:
             ctx.scaler.unscale_(ctx.optimizer)
             torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), cfg.optim.grad_clip_norm)
@@ -125,8 +126,8 @@ def train_one_epoch(ctx: _Run, epoch: int) -> None:
             if info.is_main:
                 ctx.train_log.write({
                     "epoch": epoch + 1, "step": step + 1, "global_step": state.global_step,
-                    "samples": state.samples, "loss": mean[0], "bce": mean[1], "dice": mean[2],
-                    "boundary": mean[3], "lr_base": lrs.get("base", ""),
+                    "samples": state.samples, **dict(zip(LOGGED_TERMS, mean, strict=True)),
+                    "lr_base": lrs.get("base", ""),
                     "lr_new": lrs.get("new", ""), "samples_per_s": rate,
                     "elapsed_s": state.elapsed_s})
                 bar.set_postfix(loss=f"{mean[0]:.4f}", sps=f"{rate:.2f}")

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 TRAIN_LOG_FIELDS = ("epoch", "step", "global_step", "samples", "loss", "bce", "dice", "boundary",
-                    "lr_base", "lr_new", "samples_per_s", "elapsed_s")
+                    "lr_base", "lr_new", "samples_per_s", "elapsed_s", "text_weight")
 VAL_LOG_FIELDS = ("epoch", "global_step", "set", "group", "oIoU", "mIoU", "Pr@0.5", "Pr@0.6",
                   "Pr@0.7", "Pr@0.8", "Pr@0.9", "n", "score")
 

@@ -15,7 +15,7 @@ from training.data.refsegrs import Record, RefSegRSDataset
 from training.data.rrsisd import RRSISDDataset
 from training.data.sample import Sample
 from training.data.synthetic import SyntheticDataset
-from training.data.transforms import augment, resize_pair
+from training.data.transforms import augment, augment_network_view, resize_pair
 
 DATASETS = {"refsegrs": RefSegRSDataset, "rrsisd": RRSISDDataset, "synthetic": SyntheticDataset,
             "packed": PackedDataset}
@@ -139,6 +139,7 @@ class TrainSet(torch.utils.data.Dataset):  # type: ignore[type-arg]
         aug = augment(sample.image, sample.mask, sample.text, sample.expr_type, rng,
                       self.augment_cfg, cutout=index in self.cutout)
         image, mask = resize_pair(aug.image, aug.mask, self.image_size)
+        image = augment_network_view(image, aug.text, rng, self.augment_cfg)
         return {"image": image, "mask": mask, "text": aug.text, "type": sample.expr_type,
                 "tag": self.sources[si].tag, "index": index}
 
