@@ -111,7 +111,8 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
                              eps=o.eps, weight_decay=o.weight_decay)
 
 
-def lr_factor(cfg: TrainConfig, epoch: int, global_step: int, total_steps: int) -> float:
+def lr_factor(cfg: TrainConfig, epoch: int, global_step: int, total_steps: int,
+              time_fraction: float = 0.0) -> float:
     """Multiplier of the initial learning rates at an optimiser step.
 
     Args:
@@ -119,6 +120,8 @@ def lr_factor(cfg: TrainConfig, epoch: int, global_step: int, total_steps: int) 
         epoch: 0-based epoch index.
         global_step: Optimiser steps done before this one.
         total_steps: Planned optimiser steps of the whole run.
+        time_fraction: Share of ``optim.schedule_time_s`` already trained (0 when unused):
+            the decay follows the larger of it and the step fraction.
 
     Returns:
         The factor (1.0 for the paper's constant LR).
@@ -129,7 +132,7 @@ def lr_factor(cfg: TrainConfig, epoch: int, global_step: int, total_steps: int) 
     elif o.schedule == "step":
         f = o.gamma ** sum(1 for e in o.step_epochs if epoch >= e)
     else:
-        t = min(1.0, global_step / max(1, total_steps))
+        t = min(1.0, max(global_step / max(1, total_steps), time_fraction))
         shape = 0.5 * (1 + math.cos(math.pi * t)) if o.schedule == "cosine" else 1.0 - t
         f = o.min_lr_ratio + (1 - o.min_lr_ratio) * shape
     if o.warmup_steps > 0 and global_step < o.warmup_steps:
@@ -177,7 +180,10 @@ def epoch_loader(train_set: TrainSet, cfg: TrainConfig, info: DistInfo, epoch: i
     steps = per_rank // (cfg.batch_size * cfg.grad_accum_steps)
     if cfg.max_steps_per_epoch:
         steps = min(steps, cfg.max_steps_per_epoch)
+    workers = cfg.data.num_workers
     loader = DataLoader(subset, batch_size=cfg.batch_size, sampler=_SkipSampler(sampler,
-                        skip_samples), num_workers=cfg.data.num_workers, collate_fn=collate,
-                        drop_last=True, generator=torch.Generator().manual_seed(cfg.seed))
+                        skip_samples), num_workers=workers, collate_fn=collate,
+                        drop_last=True, generator=torch.Generator().manual_seed(cfg.seed),
+                        prefetch_factor=cfg.data.prefetch_factor if workers else None,
+                        pin_memory=cfg.data.pin_memory)
     return loader, steps

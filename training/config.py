@@ -77,15 +77,22 @@ class DataConfig:
     Attributes:
         sets: Data sets (trained on their ``train_split``, validated on their ``val_split``).
         num_workers: DataLoader workers per process (0 = load in the training process).
+        prefetch_factor: Batches each worker prepares ahead (with ``num_workers > 0``); every
+            batch in flight sits in shared memory (``/dev/shm``).
+        pin_memory: Page-locked host batches (faster copies to a GPU).
         image_size: Network input side in px; 0 = the model config's ``image_size``.
     """
 
     sets: list[DataSetConfig] = field(default_factory=list)
     num_workers: int = 0
+    prefetch_factor: int = 2
+    pin_memory: bool = False
     image_size: int = 0
 
     def __post_init__(self) -> None:
         _check(self.num_workers >= 0, f"data.num_workers must be >= 0, got {self.num_workers}")
+        _check(self.prefetch_factor >= 1,
+               f"data.prefetch_factor must be >= 1, got {self.prefetch_factor}")
 
 
 @dataclass
@@ -179,6 +186,13 @@ class OptimConfig:
         step_epochs: Epoch indices (0-based) where a ``step`` schedule multiplies by ``gamma``.
         gamma: Step factor.
         min_lr_ratio: Final LR / initial LR for cosine and linear.
+        total_steps: Optimiser steps the cosine / linear decay spans (0 = ``epochs`` x the
+            steps of the first epoch, which is wrong when epochs differ in length, e.g. with a
+            curriculum and no ``max_steps_per_epoch``).
+        schedule_time_s: When > 0, the decay's progress is the larger of the step fraction and
+            the fraction of this many seconds of this process's training, so a run whose speed
+            is not known in advance (a lent GPU) still ends its decay by then. Not bit-exact
+            on resume (wall-clock dependent).
     """
 
     lr_base: float = 5e-5
@@ -192,20 +206,17 @@ class OptimConfig:
     step_epochs: list[int] = field(default_factory=list)
     gamma: float = 0.1
     min_lr_ratio: float = 0.0
+    total_steps: int = 0
+    schedule_time_s: float = 0.0
 
     def __post_init__(self) -> None:
+        _check(self.total_steps >= 0, f"optim.total_steps must be >= 0, got {self.total_steps}")
+        _check(self.schedule_time_s >= 0,
+               f"optim.schedule_time_s must be >= 0, got {self.schedule_time_s}")
         _check(self.schedule in SCHEDULES,
                f"optim.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         _check(self.lr_base >= 0 and self.lr_new >= 0, "learning rates must be >= 0")
         _check(len(self.betas) == 2, f"optim.betas needs 2 values, got {self.betas}")
-
-
-@dataclass
-class CurriculumStage:
-    """From ``start_epoch`` on, train only on these expression types (empty = all)."""
-
-    start_epoch: int = 0
-    types: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -230,6 +241,14 @@ class InferenceConfig:
         _check(self.gsd_m >= 0, f"inference.gsd_m must be >= 0 (0 = the model's), got {self.gsd_m}")
         bad = {k: v for k, v in self.gsd_m_by_concept.items() if not v > 0}
         _check(not bad, f"inference.gsd_m_by_concept values must be > 0 m/px, got {bad}")
+
+
+@dataclass
+class CurriculumStage:
+    """From ``start_epoch`` on, train only on these expression types (empty = all)."""
+
+    start_epoch: int = 0
+    types: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -270,6 +289,9 @@ class TrainConfig:
         eval_batch_size: Validation batch size per process.
         checkpoint_every: Write ``last.pt`` every N epochs (and after the last one).
         save_every_steps: Also write ``last.pt`` every N optimiser steps (0 = epoch ends only).
+        save_at_samples: Also export ``samples_<N>.safetensors`` (no validation metrics) at the
+            first step where the samples seen reach each N, e.g. ``[64000]`` to compare runs of
+            different batch sizes at equal samples.
         keep_epoch_checkpoints: Keep ``epoch_NNN.pt`` of every epoch besides ``last.pt``.
         log_every: Write a training log row every N optimiser steps.
         progress: Show tqdm bars (main process only).
@@ -307,6 +329,7 @@ class TrainConfig:
     eval_batch_size: int = 4
     checkpoint_every: int = 1
     save_every_steps: int = 0
+    save_at_samples: list[int] = field(default_factory=list)
     keep_epoch_checkpoints: bool = False
     log_every: int = 10
     progress: bool = True

@@ -88,7 +88,7 @@ def train_one_epoch(ctx: _Run, epoch: int) -> None:
     bar = tqdm(total=steps, initial=start, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                disable=not (info.is_main and cfg.progress), leave=False)
     for step in range(start, steps):
-        factor = lr_factor(cfg, epoch, state.global_step, ctx.total_steps)
+        factor = lr_factor(cfg, epoch, state.global_step, ctx.total_steps, ctx.time_fraction())
         for group in ctx.optimizer.param_groups:
             group["lr"] = group["initial_lr"] * factor
         terms_sum = torch.zeros(len(LOGGED_TERMS))
@@ -132,6 +132,7 @@ def train_one_epoch(ctx: _Run, epoch: int) -> None:
                     "elapsed_s": state.elapsed_s})
                 bar.set_postfix(loss=f"{mean[0]:.4f}", sps=f"{rate:.2f}")
             window, t_window = [], time.perf_counter()
+        ctx.export_sample_milestones(per_step * info.world_size)
         if ctx.limit_reached():
             ctx.stopped_early = step < steps - 1
             if ctx.stopped_early:
@@ -164,6 +165,21 @@ class _Run:
     val_log: CsvLog
     t_start: float = 0.0
     stopped_early: bool = False
+
+    def time_fraction(self) -> float:
+        """Share of ``optim.schedule_time_s`` this process has run (0 when unset)."""
+        budget = self.cfg.optim.schedule_time_s
+        return (time.perf_counter() - self.t_start) / budget if budget > 0 else 0.0
+
+    def export_sample_milestones(self, per_step: int) -> None:
+        """Export ``samples_<N>.safetensors`` at the step where the samples seen reach N."""
+        before = self.state.samples - per_step
+        for n in self.cfg.save_at_samples:
+            if before < n <= self.state.samples and self.info.is_main:
+                export_inference(self.model, self.out_dir / f"samples_{n}.safetensors", self.cfg,
+                                 self.state, {}, self.train_set)
+                logger.info("exported samples_%d.safetensors at step %d (%d samples)", n,
+                            self.state.global_step, self.state.samples)
 
     def limit_reached(self) -> bool:
         """True once ``max_steps`` or ``time_limit_s`` is reached."""
@@ -260,7 +276,8 @@ def _fit(cfg: TrainConfig, device: torch.device, info: DistInfo) -> dict[str, An
         train_log.truncate(lambda r: int(r["global_step"]) <= g)
         val_log.truncate(lambda r: int(r["epoch"]) <= e)
     run = _Run(cfg, info, device, model, ddp_model, optimizer, scaler, ReferringLoss(cfg.loss),
-               train_set, val_sets, state, out_dir, steps0 * cfg.epochs, train_log, val_log,
+               train_set, val_sets, state, out_dir, cfg.optim.total_steps or steps0 * cfg.epochs,
+               train_log, val_log,
                time.perf_counter())
     if info.is_main:
         n_params = model.parameter_counts()  # type: ignore[operator]
