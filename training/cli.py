@@ -84,7 +84,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="longest side of the stored train images (px)")
     k.add_argument("--eval-size", type=int, default=256,
                    help="side of the stored val / test images and masks (the network input)")
-    k.add_argument("--quality", type=int, default=80, help="WebP quality of the images")
+    k.add_argument("--quality", type=int, default=80, help="WebP quality of the train images")
+    k.add_argument("--eval-quality", type=int, default=95,
+                   help="WebP quality of the val / test images")
     k.add_argument("--overwrite", action="store_true")
     return p
 
@@ -212,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
 
             info = pack_refsegrs(args.root, args.out, train_max_side=args.train_max_side,
                                  eval_size=args.eval_size, quality=args.quality,
+                                 eval_quality=args.eval_quality,
                                  overwrite=args.overwrite)
             print(f"wrote {args.out}: {info['bytes'] / 1e6:.1f} MB; "
                   + ", ".join(f"{s} {d['lines']} lines / {d['images']} images"
