@@ -1,4 +1,4 @@
-cd /work/wt-train
+cd "$(git rev-parse --show-toplevel)"  # issue 16 probe: two 10-min arms side by side, 1 thread each
 COMMON=(data.sets.0.format=packed data.sets.0.root=data_gen/packed/nwpu data.sets.1.format=packed
   data.sets.1.root=data_gen/packed/dubai time_limit_s=600 optim.schedule_time_s=600 optim.total_steps=10000
   threads=1 eval_every=1000 save_every_steps=0 progress=false)
