@@ -11,7 +11,10 @@
   tokens of the training captions when ``--data`` folders are given. Untouched rows load as
   zeros (a word the model never saw contributes nothing instead of random noise).
 * ``gsd_m`` of the stored config is set to the training data's working resolution
-  (``--gsd-m``), so the pipeline resamples rasters to the scale the model was trained at.
+  (``--gsd-m``, default: the run's ``inference.gsd_m``), so the pipeline resamples rasters to
+  the scale the model was trained at; the metadata's ``inference.gsd_m_by_concept`` (per
+  concept, from the training config) is kept.
+* ``--data`` may name generated folders or their packed shards (``data_gen/packed/*``).
 """
 
 from __future__ import annotations
@@ -38,12 +41,16 @@ def touched_rows(trained: torch.Tensor, init: torch.Tensor, rtol: float = 1e-4) 
 
 def caption_tokens(model: torch.nn.Module, roots: list[Path]) -> set[int]:
     """Token ids of every caption in the given generated sets (train and val)."""
+    from training.data.packed import PackedDataset
+
     texts = []
     for root in roots:
         for split in ("train", "val"):
             f = root / f"refer_{split}.jsonl"
             if f.is_file():
                 texts += [json.loads(line)["text"] for line in f.open()]
+            elif (root / f"{split}.json.gz").is_file():  # packed shards (make data)
+                texts += [r.text for r in PackedDataset(root, split).records]
     ids: set[int] = set()
     for i in range(0, len(texts), 512):
         tokens, pad = model.tokenize(texts[i : i + 512])  # type: ignore[operator]
@@ -59,15 +66,23 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", type=Path, help="the run's best.safetensors (float32)")
     p.add_argument("--out", type=Path, default=Path("backend/weights/default.safetensors"))
-    p.add_argument("--gsd-m", type=float, required=True, help="working resolution, m/px")
+    p.add_argument("--gsd-m", type=float, default=None,
+                   help="working resolution, m/px (default: the checkpoint's inference.gsd_m)")
     p.add_argument("--seed", type=int, default=None, help="the run's seed (default: metadata)")
     p.add_argument("--data", type=Path, nargs="*", default=[Path("data_gen/nwpu"),
                                                             Path("data_gen/dubai")])
     p.add_argument("--note", default="", help="extra metadata note")
+    p.add_argument("--trained-on", default="CPU, ~2 h", help="hardware / budget, for the "
+                   "description")
     a = p.parse_args()
 
     ck = load_checkpoint(a.checkpoint)
     model, meta = ck.model, dict(ck.metadata)
+    if a.gsd_m is None:
+        a.gsd_m = (meta.get("inference") or {}).get("gsd_m")
+        if not a.gsd_m:
+            p.error("the checkpoint stores no inference.gsd_m: pass --gsd-m")
+    meta["inference"] = {**(meta.get("inference") or {}), "gsd_m": a.gsd_m}
     seed = a.seed if a.seed is not None else int(meta["training"]["seed"])
     init = build_model(ck.config, seed=seed).state_dict()[KEY]
     trained = model.state_dict()[KEY]
@@ -80,7 +95,7 @@ def main() -> None:
 
     model.config = dataclasses.replace(ck.config, gsd_m=a.gsd_m, description=(
         "Default weights: nano trained from scratch on NWPU VHR-10 + Dubai referring sets "
-        "(CPU, ~1 h); non-commercial research use (NWPU licence)"))
+        f"({a.trained_on}); non-commercial research use (NWPU licence)"))
     meta["export"] = {
         "source": str(a.checkpoint), "source_weights_sha256": ck.weights_sha256,
         "dtype": "float16", "token_rows_kept": len(keep), "token_rows_total": len(trained),

@@ -14,7 +14,7 @@ from typing import Any
 from backend.errors import ConfigError
 from training.losses import LossConfig
 
-DATASET_FORMATS = ("refsegrs", "rrsisd", "synthetic")
+DATASET_FORMATS = ("refsegrs", "rrsisd", "synthetic", "packed")
 SCHEDULES = ("constant", "step", "cosine", "linear")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 EVAL_MODES = ("paper", "native")
@@ -31,7 +31,8 @@ class DataSetConfig:
     """One data set in the mix.
 
     Attributes:
-        format: ``refsegrs`` (also every generated set), ``rrsisd`` or ``synthetic``.
+        format: ``refsegrs`` (also every generated set), ``rrsisd``, ``synthetic`` or
+            ``packed`` (a generated set's shards, ``python -m training pack``).
         root: Data folder (relative paths are relative to the working directory).
         tag: Name in logs and metrics; default: the folder name (or the format).
         train_split: Split used for training ("" = not trained on).
@@ -76,15 +77,22 @@ class DataConfig:
     Attributes:
         sets: Data sets (trained on their ``train_split``, validated on their ``val_split``).
         num_workers: DataLoader workers per process (0 = load in the training process).
+        prefetch_factor: Batches each worker prepares ahead (with ``num_workers > 0``); every
+            batch in flight sits in shared memory (``/dev/shm``).
+        pin_memory: Page-locked host batches (faster copies to a GPU).
         image_size: Network input side in px; 0 = the model config's ``image_size``.
     """
 
     sets: list[DataSetConfig] = field(default_factory=list)
     num_workers: int = 0
+    prefetch_factor: int = 2
+    pin_memory: bool = False
     image_size: int = 0
 
     def __post_init__(self) -> None:
         _check(self.num_workers >= 0, f"data.num_workers must be >= 0, got {self.num_workers}")
+        _check(self.prefetch_factor >= 1,
+               f"data.prefetch_factor must be >= 1, got {self.prefetch_factor}")
 
 
 @dataclass
@@ -98,8 +106,21 @@ class AugmentConfig:
             ordinal, size or relational words, keeping at least ``crop_keep`` of the target.
         crop_scale: Smallest crop side as a fraction of the image side.
         crop_keep: Share of the target pixels a crop must keep.
+        zoom: Probability of a log-uniform zoom by a factor in ``zoom_range`` (crop-safe texts
+            only, like ``scale_crop``): > 1 crops a ``1/z`` window, < 1 shrinks the image onto
+            a mean-colour canvas. Covers imagery of other ground resolutions.
+        zoom_range: ``[min, max]`` zoom factor (``[0.5, 2.0]``: half to twice the trained size).
+        lowres: Probability of a down-and-up resampling by a factor in ``[1, lowres_max]``
+            (coarse imagery upsampled to the working resolution).
+        lowres_max: Largest down-sampling factor of ``lowres``.
         brightness: Max relative brightness change (0 = off).
         contrast: Max relative contrast change (0 = off).
+        colour: Probability of the colour jitter below (gamma for every text; saturation, hue
+            and channel gains only for texts without colour words).
+        gamma: Gamma in ``[1 / (1 + gamma), 1 + gamma]`` (log-uniform; 0 = off).
+        saturation: Max relative saturation change (0 = off).
+        hue_deg: Max hue rotation in degrees (0 = off).
+        channel_gain: Max relative gain per RGB channel, i.e. white balance (0 = off).
         cutout_fraction: Share of training samples (fixed subset, seeded) that get black boxes
             (the paper's RRSIS-D recipe: 0.2).
         cutout_boxes: Range of the number of boxes.
@@ -111,18 +132,39 @@ class AugmentConfig:
     scale_crop: float = 0.0
     crop_scale: float = 0.6
     crop_keep: float = 0.7
+    zoom: float = 0.0
+    zoom_range: list[float] = field(default_factory=lambda: [0.5, 2.0])
+    lowres: float = 0.0
+    lowres_max: float = 2.0
     brightness: float = 0.0
     contrast: float = 0.0
+    colour: float = 0.0
+    gamma: float = 0.0
+    saturation: float = 0.0
+    hue_deg: float = 0.0
+    channel_gain: float = 0.0
     cutout_fraction: float = 0.0
     cutout_boxes: list[int] = field(default_factory=lambda: [20, 60])
     cutout_box_frac: float = 0.04
 
     def __post_init__(self) -> None:
-        for name in ("hflip", "vflip", "scale_crop", "cutout_fraction"):
+        for name in ("hflip", "vflip", "scale_crop", "zoom", "lowres", "colour",
+                     "cutout_fraction"):
             v = getattr(self, name)
             _check(0.0 <= v <= 1.0, f"augment.{name} is a probability in [0, 1], got {v}")
         _check(0.1 <= self.crop_scale <= 1.0,
                f"augment.crop_scale must be in [0.1, 1], got {self.crop_scale}")
+        zr = self.zoom_range
+        _check(len(zr) == 2 and 0.1 <= zr[0] <= zr[1] <= 10.0,
+               f"augment.zoom_range must be [min, max] with 0.1 <= min <= max <= 10, got {zr}")
+        _check(1.0 <= self.lowres_max <= 8.0,
+               f"augment.lowres_max must be in [1, 8], got {self.lowres_max}")
+        _check(0.0 <= self.hue_deg <= 180.0,
+               f"augment.hue_deg must be in [0, 180] degrees, got {self.hue_deg}")
+        for name in ("brightness", "contrast", "saturation", "channel_gain"):
+            v = getattr(self, name)
+            _check(0.0 <= v < 1.0, f"augment.{name} is a relative change in [0, 1), got {v}")
+        _check(0.0 <= self.gamma <= 2.0, f"augment.gamma must be in [0, 2], got {self.gamma}")
         _check(len(self.cutout_boxes) == 2 and 0 <= self.cutout_boxes[0] <= self.cutout_boxes[1],
                f"augment.cutout_boxes must be [min, max], got {self.cutout_boxes}")
 
@@ -144,6 +186,13 @@ class OptimConfig:
         step_epochs: Epoch indices (0-based) where a ``step`` schedule multiplies by ``gamma``.
         gamma: Step factor.
         min_lr_ratio: Final LR / initial LR for cosine and linear.
+        total_steps: Optimiser steps the cosine / linear decay spans (0 = ``epochs`` x the
+            steps of the first epoch, which is wrong when epochs differ in length, e.g. with a
+            curriculum and no ``max_steps_per_epoch``).
+        schedule_time_s: When > 0, the decay's progress is the larger of the step fraction and
+            the fraction of this many seconds of this process's training, so a run whose speed
+            is not known in advance (a lent GPU) still ends its decay by then. Not bit-exact
+            on resume (wall-clock dependent).
     """
 
     lr_base: float = 5e-5
@@ -157,12 +206,41 @@ class OptimConfig:
     step_epochs: list[int] = field(default_factory=list)
     gamma: float = 0.1
     min_lr_ratio: float = 0.0
+    total_steps: int = 0
+    schedule_time_s: float = 0.0
 
     def __post_init__(self) -> None:
+        _check(self.total_steps >= 0, f"optim.total_steps must be >= 0, got {self.total_steps}")
+        _check(self.schedule_time_s >= 0,
+               f"optim.schedule_time_s must be >= 0, got {self.schedule_time_s}")
         _check(self.schedule in SCHEDULES,
                f"optim.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         _check(self.lr_base >= 0 and self.lr_new >= 0, "learning rates must be >= 0")
         _check(len(self.betas) == 2, f"optim.betas needs 2 values, got {self.betas}")
+
+
+@dataclass
+class InferenceConfig:
+    """How the exported weights should be run; stored in every exported checkpoint.
+
+    The metadata key ``inference`` of ``best.safetensors`` / ``final.safetensors`` holds
+    ``{"gsd_m": ..., "gsd_m_by_concept": {...}}``.
+
+    Attributes:
+        gsd_m: Working resolution (m/px) for concepts without an entry below; written into the
+            stored model config's ``gsd_m`` too (0 = keep the model config's).
+        gsd_m_by_concept: Working resolution per trained concept, keyed by the generated sets'
+            class names (``target_class`` in ``refer_*.jsonl``: ``vehicle``, ``airplane``,
+            ``tennis_court``, ``water``, ...); ``tools/concept_gsd.py`` measures them.
+    """
+
+    gsd_m: float = 0.0
+    gsd_m_by_concept: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check(self.gsd_m >= 0, f"inference.gsd_m must be >= 0 (0 = the model's), got {self.gsd_m}")
+        bad = {k: v for k, v in self.gsd_m_by_concept.items() if not v > 0}
+        _check(not bad, f"inference.gsd_m_by_concept values must be > 0 m/px, got {bad}")
 
 
 @dataclass
@@ -187,6 +265,7 @@ class TrainConfig:
         augment: Augmentations.
         optim: Optimiser and schedule.
         loss: Loss weights and variants.
+        inference: Working resolutions stored with the exported weights.
         curriculum: Expression types per epoch range (empty = all types throughout).
         epochs: Number of epochs.
         batch_size: Samples per process per micro-step.
@@ -210,6 +289,9 @@ class TrainConfig:
         eval_batch_size: Validation batch size per process.
         checkpoint_every: Write ``last.pt`` every N epochs (and after the last one).
         save_every_steps: Also write ``last.pt`` every N optimiser steps (0 = epoch ends only).
+        save_at_samples: Also export ``samples_<N>.safetensors`` (no validation metrics) at the
+            first step where the samples seen reach each N, e.g. ``[64000]`` to compare runs of
+            different batch sizes at equal samples.
         keep_epoch_checkpoints: Keep ``epoch_NNN.pt`` of every epoch besides ``last.pt``.
         log_every: Write a training log row every N optimiser steps.
         progress: Show tqdm bars (main process only).
@@ -228,6 +310,7 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
     curriculum: list[CurriculumStage] = field(default_factory=list)
     epochs: int = 40
     batch_size: int = 1
@@ -246,6 +329,7 @@ class TrainConfig:
     eval_batch_size: int = 4
     checkpoint_every: int = 1
     save_every_steps: int = 0
+    save_at_samples: list[int] = field(default_factory=list)
     keep_epoch_checkpoints: bool = False
     log_every: int = 10
     progress: bool = True

@@ -19,6 +19,10 @@ Our model outputs one logit per pixel, ``p = sigmoid(logit)``. The equivalents h
   (default) uses ``m = sigmoid(logit)`` so the mask receives a gradient; ``mode="hard"`` is the
   reference code's ``m = 1[sigmoid(logit) > 0.5]``, where only ``w`` gets a gradient. Unlike the
   reference code, ``w`` is broadcast per sample (no ``(B, B, H, W)`` mix-up for B > 1).
+  The reference's ``w`` is an unbounded linear head, and the cheapest way to lower the term is
+  ``w -> 0`` (our nano run: 0.007-0.03 after 8,000 steps, the term dead). With
+  ``LossConfig.text_weight_range = [lo, hi]`` the loss uses :func:`bounded_text_weight`,
+  ``lo + (hi - lo) * sigmoid(w)``, so the term keeps at least ``lo**2`` of its strength.
 """
 
 from __future__ import annotations
@@ -137,6 +141,20 @@ def text_guided_boundary_loss(
     return F.mse_loss(w * boundary_map(m), w * boundary_map(y))
 
 
+def bounded_text_weight(raw: Tensor, lo: float, hi: float) -> Tensor:
+    """Map the model's raw text weight into ``(lo, hi)``: ``lo + (hi - lo) * sigmoid(raw)``.
+
+    Args:
+        raw: ``(B,)`` raw weights (the model's ``boundary_weight``).
+        lo: Floor (> 0 keeps the boundary term alive).
+        hi: Ceiling.
+
+    Returns:
+        ``(B,)`` weights; ``raw = 0`` gives the midpoint.
+    """
+    return lo + (hi - lo) * torch.sigmoid(raw)
+
+
 def pseudo_mask_loss(pseudo_mask: Tensor, target: Tensor, eps: float = 1e-6) -> Tensor:
     """Deep supervision of the MPG pseudo-mask: BCE + foreground Dice against the area fraction.
 
@@ -174,8 +192,15 @@ class LossConfig:
     boundary_mode: str = "soft"
     dice_classes: str = "both"
     prompt_weight: float = 0.0
+    text_weight_range: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        twr = self.text_weight_range
+        if twr and not (len(twr) == 2 and 0 <= twr[0] < twr[1]):
+            raise ConfigError(
+                f"loss.text_weight_range must be [] (raw weight, the reference) or [lo, hi] "
+                f"with 0 <= lo < hi, got {twr!r}"
+            )
         if self.prompt_weight < 0:
             raise ConfigError(f"loss.prompt_weight must be >= 0, got {self.prompt_weight!r}")
         if self.boundary_mode not in BOUNDARY_MODES:
@@ -192,6 +217,11 @@ class LossConfig:
 
 class ReferringLoss(nn.Module):
     """``bce_weight * BCE + dice_weight * Dice + boundary_weight * TBL`` (model_spec.md §3).
+
+    ``LossConfig`` fields: ``bce_weight``, ``dice_weight``, ``boundary_weight``,
+    ``class_weights``, ``boundary_mode``, ``dice_classes``, ``prompt_weight`` (MPG deep
+    supervision) and ``text_weight_range`` (``[]``: the reference's raw text weight;
+    ``[lo, hi]``: :func:`bounded_text_weight`).
 
     Args:
         cfg: Weights and variants.
@@ -218,16 +248,22 @@ class ReferringLoss(nn.Module):
                 supervised by :func:`pseudo_mask_loss` (None skips the term).
 
         Returns:
-            ``{"loss", "bce", "dice", "boundary", "prompt"}`` scalars; ``"loss"`` is the weighted
-            total.
+            ``{"loss", "bce", "dice", "boundary", "prompt", "text_weight"}`` scalars; ``"loss"``
+            is the weighted total, ``"text_weight"`` the batch mean of the weight the boundary
+            term used (0 without one).
         """
         cfg = self.cfg
         logits = logits.float()  # losses in fp32 even under bf16 autocast
         w_bg, w_fg = cfg.class_weights
         bce = weighted_bce(logits, target, (w_bg, w_fg))
         dice = dice_loss(logits, target, cfg.dice_classes)
+        tw_mean = logits.new_zeros(())
         if text_weight is not None and cfg.boundary_weight != 0:
-            tbl = text_guided_boundary_loss(logits, target, text_weight.float(), cfg.boundary_mode)
+            w = text_weight.float()
+            if cfg.text_weight_range:
+                w = bounded_text_weight(w, *cfg.text_weight_range)
+            tbl = text_guided_boundary_loss(logits, target, w, cfg.boundary_mode)
+            tw_mean = w.detach().mean()
         else:
             tbl = logits.new_zeros(())
         if pseudo_mask is not None and cfg.prompt_weight != 0:
@@ -237,4 +273,4 @@ class ReferringLoss(nn.Module):
         total = (cfg.bce_weight * bce + cfg.dice_weight * dice + cfg.boundary_weight * tbl
                  + cfg.prompt_weight * prompt)
         return {"loss": total, "bce": bce.detach(), "dice": dice.detach(),
-                "boundary": tbl.detach(), "prompt": prompt.detach()}
+                "boundary": tbl.detach(), "prompt": prompt.detach(), "text_weight": tw_mean}

@@ -125,7 +125,7 @@ def test_referring_loss_combines_with_configured_weights():
         0.9 * weighted_bce(z, y) + 0.1 * dice_loss(z, y) + 0.2 * text_guided_boundary_loss(z, y, w)
     )
     assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
-    assert set(out) == {"loss", "bce", "dice", "boundary", "prompt"}
+    assert set(out) == {"loss", "bce", "dice", "boundary", "prompt", "text_weight"}
     no_tbl = ReferringLoss(LossConfig(boundary_weight=0.0))(z, y, w)
     assert no_tbl["boundary"].item() == 0.0
     with pytest.raises(ConfigError, match="boundary_mode"):
@@ -162,3 +162,34 @@ def test_prompt_weight_adds_the_pseudo_mask_term_only_when_given() -> None:
     assert no_pm["loss"].item() == pytest.approx(base["loss"].item(), rel=1e-6)
     with pytest.raises(ConfigError, match="prompt_weight"):
         LossConfig(prompt_weight=-1.0)
+
+
+def test_bounded_text_weight_stays_in_range_and_passes_gradients() -> None:
+    from training.losses import bounded_text_weight
+
+    raw = torch.tensor([-50.0, -1.0, 0.0, 1.0, 50.0], requires_grad=True)
+    w = bounded_text_weight(raw, 0.5, 1.5)
+    assert w[0].item() == pytest.approx(0.5) and w[-1].item() == pytest.approx(1.5)
+    assert w[2].item() == pytest.approx(1.0)
+    assert ((w >= 0.5) & (w <= 1.5)).all()
+    w.sum().backward()
+    assert raw.grad[2].item() == pytest.approx(0.25)  # (hi - lo) * sigmoid'(0)
+
+
+def test_referring_loss_uses_the_bounded_weight_when_configured() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(2, 1, 16, 16)
+    target = (torch.rand(2, 16, 16) > 0.5).float()
+    raw = torch.tensor([-30.0, -30.0])  # the collapsed weight of the shipped run, and below
+    plain = ReferringLoss(LossConfig(boundary_weight=1.0))(logits, target, raw)
+    bounded = ReferringLoss(LossConfig(boundary_weight=1.0, text_weight_range=[0.5, 1.5]))(
+        logits, target, raw)
+    expected = text_guided_boundary_loss(logits, target, torch.full((2,), 0.5))
+    assert bounded["boundary"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert bounded["text_weight"].item() == pytest.approx(0.5)
+    assert plain["boundary"].item() == pytest.approx(
+        text_guided_boundary_loss(logits, target, raw).item(), rel=1e-5)
+    assert plain["text_weight"].item() == pytest.approx(-30.0)
+    for bad in ([1.5, 0.5], [0.5], [-1.0, 1.0]):
+        with pytest.raises(ConfigError, match="text_weight_range"):
+            LossConfig(text_weight_range=bad)
