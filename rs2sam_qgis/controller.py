@@ -110,20 +110,33 @@ class SegmentController(QObject):
         self.iface.messageBar().pushMessage(self.title, message, level=Qgis.Warning, duration=8)
 
     # ------------------------------------------------------------------ private
+    def refresh_dependencies(self) -> DependencyReport:
+        """Check the dependencies again and show the result in the dock (box + button)."""
+        report = check_dependencies()
+        self.deps_report = report
+        self.dock.set_dependency_problem(
+            ""
+            if report.ok
+            else report.summary()
+            + " "
+            + tr("Install them into the plugin's own folder with the button below.")
+        )
+        return report
+
     def _dependencies_ok(self) -> bool:
         if self.deps_report is not None and self.deps_report.ok:
             return True
-        report = check_dependencies()
-        self.deps_report = report
+        report = self.refresh_dependencies()
         if report.ok:
             return True
-        text = report.message()
-        log_error(text)
-        self.dock.set_status(text)
+        log_error(report.message())  # the full story, with the terminal commands
+        self.dock.set_status(report.summary())
         self.iface.messageBar().pushMessage(
             self.title,
-            tr("Missing or incompatible Python packages; 'Show more' has the install command."),
-            text,
+            report.summary()
+            + " "
+            + tr("Use 'Install dependencies…' in the Segment by text panel; details in the "
+                 "RS2-SAM log."),
             level=Qgis.Critical,
             duration=0,
         )

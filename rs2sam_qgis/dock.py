@@ -27,10 +27,12 @@ from qgis.PyQt.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QSpinBox,
     QVBoxLayout,
@@ -63,11 +65,13 @@ class SegmentDock(QgsDockWidget):
         segment_requested(SegmentRequest): Run was clicked and the inputs are complete.
         invalid_input(str): Run was clicked but an input is missing or wrong.
         cancel_requested(): Cancel was clicked.
+        install_requested(): "Install dependencies…" was clicked.
     """
 
     segment_requested = pyqtSignal(object)
     invalid_input = pyqtSignal(str)
     cancel_requested = pyqtSignal()
+    install_requested = pyqtSignal()
 
     def __init__(
         self, canvas: QgsMapCanvas, settings: PluginSettings, parent: QWidget | None = None
@@ -77,8 +81,29 @@ class SegmentDock(QgsDockWidget):
         self.canvas = canvas
         self.settings = settings
         self.temp_output_warning = ""
-        body = QWidget(self)
+        scroll = QScrollArea(self)
+        scroll.setObjectName("Rs2SamSegmentDockScroll")
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)  # labels wrap instead
+        body = QWidget(scroll)
         body.setObjectName("Rs2SamSegmentDockBody")
+
+        # --- missing dependencies (hidden while everything is installed)
+        self.deps_box = QFrame(body)
+        self.deps_box.setObjectName("Rs2SamDepsBox")
+        self.deps_box.setFrameShape(QFrame.StyledPanel)
+        self.deps_label = QLabel(self.deps_box)
+        self.deps_label.setObjectName("Rs2SamDepsLabel")
+        self.deps_label.setWordWrap(True)
+        self.deps_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.install_button = QPushButton(tr("Install dependencies…"), self.deps_box)
+        self.install_button.setObjectName("Rs2SamInstallButton")
+        self.install_button.clicked.connect(self.install_requested)
+        deps_layout = QVBoxLayout(self.deps_box)
+        deps_layout.addWidget(self.deps_label)
+        deps_layout.addWidget(self.install_button)
+        self.deps_box.setVisible(False)
 
         # --- what and where
         self.query_combo = QComboBox(body)
@@ -215,6 +240,7 @@ class SegmentDock(QgsDockWidget):
         self.status_label.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Minimum)
 
         layout = QVBoxLayout(body)
+        layout.addWidget(self.deps_box)
         layout.addLayout(main_form)
         layout.addWidget(model_box)
         layout.addWidget(output_box)
@@ -222,7 +248,9 @@ class SegmentDock(QgsDockWidget):
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status_label)
         layout.addStretch(1)
-        self.setWidget(body)
+        scroll.setWidget(body)
+        self.body = body
+        self.setWidget(scroll)
 
         self.apply_settings(settings)
         self.canvas.extentsChanged.connect(self._update_extent_info)
@@ -297,6 +325,11 @@ class SegmentDock(QgsDockWidget):
     def set_status(self, text: str) -> None:
         """The status line under the progress bar."""
         self.status_label.setText(text)
+
+    def set_dependency_problem(self, text: str) -> None:
+        """Show ``text`` and the "Install dependencies…" button; "" hides them."""
+        self.deps_label.setText(text)
+        self.deps_box.setVisible(bool(text))
 
     def cleanup(self) -> None:
         """Disconnect from long-lived objects (canvas); called by the plugin's ``unload``."""
