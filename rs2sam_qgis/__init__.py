@@ -3,7 +3,7 @@
 QGIS imports this package at start-up, so it stays tiny: ``classFactory`` imports the plugin
 class only when QGIS asks for it, and nothing here pulls in torch, sam2, open_clip or rasterio.
 The one thing done at import is to put the plugin's private package folder (filled by
-Plugins > RS2-SAM > Install dependencies…) first on ``sys.path``, before anything imports.
+Raster > RS2-SAM > Install dependencies…) first on ``sys.path``, before anything imports.
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ class DependencyReport:
         lines += [f"  - {p}" for p in self.problems]
         lines.append(
             tr(
-                "Fix: Plugins > RS2-SAM > Install dependencies… (or the button in the Segment "
+                "Fix: Raster > RS2-SAM > Install dependencies… (or the button in the Segment "
                 "by text panel) installs them into the plugin's own folder. In a terminal, the "
                 "same steps are (then restart QGIS):"
             )

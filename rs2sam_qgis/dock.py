@@ -326,9 +326,10 @@ class SegmentDock(QgsDockWidget):
         """The status line under the progress bar."""
         self.status_label.setText(text)
 
-    def set_dependency_problem(self, text: str) -> None:
-        """Show ``text`` and the "Install dependencies…" button; "" hides them."""
+    def set_dependency_problem(self, text: str, installable: bool = True) -> None:
+        """Show ``text`` and (if ``installable``) "Install dependencies…"; "" hides the box."""
         self.deps_label.setText(text)
+        self.install_button.setVisible(installable)
         self.deps_box.setVisible(bool(text))
 
     def cleanup(self) -> None:

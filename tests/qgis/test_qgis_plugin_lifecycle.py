@@ -37,7 +37,7 @@ def test_init_gui_then_unload_leaves_nothing_behind_twice(qgis_iface, clean_proj
     from qgis.PyQt.QtWidgets import QAction, QDockWidget
 
     import rs2sam_qgis
-    from rs2sam_qgis.plugin import ACTION_NAME
+    from rs2sam_qgis.plugin import ACTION_NAME, INSTALL_ACTION_NAME
 
     canvas = qgis_iface.mapCanvas()
     main = qgis_iface.mainWindow()
@@ -57,6 +57,7 @@ def test_init_gui_then_unload_leaves_nothing_behind_twice(qgis_iface, clean_proj
         assert registry.providerById("rs2sam") is not None
         assert registry.algorithmById("rs2sam:segmentbytext") is not None
         assert len(main.findChildren(QAction, ACTION_NAME)) == 1
+        assert len(main.findChildren(QAction, INSTALL_ACTION_NAME)) == 1
         assert plugin.action.text() == "Segment by text"
         assert not plugin.action.icon().isNull()
         assert main.findChildren(QDockWidget, "Rs2SamSegmentDock") == []  # created on first use
@@ -70,6 +71,7 @@ def test_init_gui_then_unload_leaves_nothing_behind_twice(qgis_iface, clean_proj
         plugin.unload()
         _flush_deletes()
         assert main.findChildren(QAction, ACTION_NAME) == [], f"cycle {cycle}: action left"
+        assert main.findChildren(QAction, INSTALL_ACTION_NAME) == []
         assert main.findChildren(QDockWidget, "Rs2SamSegmentDock") == [], f"cycle {cycle}: dock"
         assert registry.providerById("rs2sam") is None
         assert registry.algorithmById("rs2sam:segmentbytext") is None
@@ -82,7 +84,8 @@ def test_init_gui_then_unload_leaves_nothing_behind_twice(qgis_iface, clean_proj
     # every menu/toolbar addition was undone with the same (menu, action)
     added = [c.args for c in qgis_iface.addPluginToRasterMenu.call_args_list]
     removed = [c.args for c in qgis_iface.removePluginRasterMenu.call_args_list]
-    assert len(added) == 2 and added == removed
+    # per cycle: "Segment by text" and "Install dependencies…"
+    assert len(added) == 4 and sorted(added, key=repr) == sorted(removed, key=repr)
     tb_added = [c.args for c in qgis_iface.addRasterToolBarIcon.call_args_list]
     tb_removed = [c.args for c in qgis_iface.removeRasterToolBarIcon.call_args_list]
     assert len(tb_added) == 2 and tb_added == tb_removed
