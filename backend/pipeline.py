@@ -35,7 +35,7 @@ import numpy as np
 
 from .errors import Cancelled, InputError
 from .geo.tiling import axis_blend, expand_span, linear_map, source_span
-from .types import CancelFn, ProgressFn, SegmenterLike
+from .types import CancelFn, ProgressFn, SegmenterLike, StageFn
 
 if TYPE_CHECKING:
     from affine import Affine
@@ -259,6 +259,7 @@ def segment_raster(
     source_name: str | None = None,
     aoi: Any = None,
     aoi_crs: Any = None,
+    stage: StageFn | None = None,
 ) -> SegmentResult:
     """Segment what ``text`` describes in a georeferenced raster; polygons in the raster CRS.
 
@@ -297,6 +298,8 @@ def segment_raster(
             lies inside it can become polygons (scores and areas describe the inside part).
             Without ``bbox`` its bounds are the bbox.
         aoi_crs: CRS of ``aoi``; None = the raster CRS.
+        stage: Optional ``(stage, done, total)`` callback naming what runs now (GUIs show it):
+            ``read``, ``tiles`` (k of n, after each batch), ``vectorize``, ``write``.
 
     Returns:
         The polygons, their attributes (:data:`FIELDS`) and run details.
@@ -344,6 +347,7 @@ def segment_raster(
             source_name=source_name,
             aoi=aoi,
             aoi_crs=aoi_crs,
+            stage=stage,
         )
 
 
@@ -549,6 +553,7 @@ def _run(
     source_name: str | None,
     aoi: Any = None,
     aoi_crs: Any = None,
+    stage: StageFn | None = None,
 ) -> SegmentResult:
     from .geo.raster import (
         PixelWindow,
@@ -561,6 +566,8 @@ def _run(
     )
     from .geo.vectorize import SeamMerger, geodesic_areas_m2, pixel_to_map, strip_pieces
 
+    report_stage = stage or (lambda _name, _done, _total: None)
+    report_stage("read", 0, 0)
     t_start = time.perf_counter()
     timings = dict.fromkeys(("read", "model", "blend", "vectorize", "attributes", "write"), 0.0)
     crs = resolve_crs(dataset, assume_crs)
@@ -689,6 +696,7 @@ def _run(
             timings["blend"] += t3 - t2
             if progress is not None:
                 progress(95.0 * done / n_tiles)
+            report_stage("tiles", done, n_tiles)
         # rows that no later tile touches are final: normalise, resample, vectorise, drop
         is_last = i + 1 == len(rows_blend.starts)
         final_stop = (p1 - p0) if is_last else rows_blend.starts[i + 1]
@@ -710,6 +718,7 @@ def _run(
     if not resampler.next >= window.height:  # pragma: no cover - an invariant of the streaming
         raise RuntimeError("pipeline streaming ended before the last row of the window")
 
+    report_stage("vectorize", 0, 0)
     t0 = time.perf_counter()
     polygons = pixel_to_map([p.geometry for p in finished], info.transform)
     if options.simplify > 0:
@@ -744,6 +753,7 @@ def _run(
     written: Path | None = None
     if out_path is not None:
         check_cancel()
+        report_stage("write", 0, 0)
         from .geo.writers import write_polygons
 
         t0 = time.perf_counter()
