@@ -81,6 +81,7 @@ class SegmentDock(QgsDockWidget):
         self.canvas = canvas
         self.settings = settings
         self.temp_output_warning = ""
+        self.stage_key = ""
         scroll = QScrollArea(self)
         scroll.setObjectName("Rs2SamSegmentDockScroll")
         scroll.setWidgetResizable(True)
@@ -211,7 +212,9 @@ class SegmentDock(QgsDockWidget):
         output_box.setObjectName("Rs2SamOutputGroup")
         self.output_dir_widget = QgsFileWidget(output_box)
         self.output_dir_widget.setStorageMode(QgsFileWidget.GetDirectory)
-        self.output_dir_widget.lineEdit().setPlaceholderText(tr("Next to the project file"))
+        self.output_dir_widget.lineEdit().setPlaceholderText(
+            tr("Next to the project file (unsaved project: temporary layer)")
+        )
         self.memory_checkbox = QCheckBox(tr("Temporary memory layer (not saved)"), output_box)
         self.memory_checkbox.toggled.connect(self.output_dir_widget.setDisabled)
         output_form = QFormLayout(output_box)
@@ -315,12 +318,28 @@ class SegmentDock(QgsDockWidget):
         """Switch between idle (Run enabled) and running (Cancel enabled)."""
         self.run_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
+        self.progress_bar.setRange(0, 100)
+        self.stage_key = ""
         if running:
             self.progress_bar.setValue(0)
 
     def set_progress(self, percent: float) -> None:
         """Progress bar value in percent."""
         self.progress_bar.setValue(round(percent))
+
+    def set_stage(self, key: str, text: str) -> None:
+        """What the run does now, in the status line; the model load shows a busy bar.
+
+        Args:
+            key: ``load``, ``read``, ``tiles``, ``vectorize`` or ``write``.
+            text: The status text.
+        """
+        self.stage_key = key
+        self.status_label.setText(text)
+        if key == "load":
+            self.progress_bar.setRange(0, 0)  # busy: a load has no percentage
+        elif self.progress_bar.maximum() == 0:
+            self.progress_bar.setRange(0, 100)
 
     def set_status(self, text: str) -> None:
         """The status line under the progress bar."""
@@ -450,18 +469,21 @@ class SegmentDock(QgsDockWidget):
             layer, area, self.canvas.mapUnitsPerPixel(), self.canvas.mapSettings().destinationCrs()
         )
         self.temp_output_warning = ""
-        if values.memory_layer:
+        memory = values.memory_layer
+        folder = Path(values.output_dir) if values.output_dir else None
+        if not memory and folder is None:
+            folder = default_output_dir()
+            if folder is None:  # unsaved project, no folder chosen: a temporary layer
+                memory = True
+                self.temp_output_warning = tr(
+                    "The project is not saved, so the result is a temporary layer: click its "
+                    "icon in the Layers panel (Make Permanent) to save it, or choose an output "
+                    "folder in the Output box."
+                )
+        if memory:
             out = memory_output_path()
         else:
-            folder = Path(values.output_dir) if values.output_dir else None
-            if folder is None:
-                folder, is_temp = default_output_dir()
-                if is_temp:
-                    self.temp_output_warning = tr(
-                        "The project is not saved, so the result was written to the temporary "
-                        "folder {folder}. Choose an output folder or save the project to keep "
-                        "results."
-                    ).format(folder=folder)
+            assert folder is not None
             try:
                 out = output_path(folder, text)
             except OSError as exc:
@@ -488,7 +510,7 @@ class SegmentDock(QgsDockWidget):
             layer_name=name,
             raster_layer_id=layer.id(),
             aoi_wkt=area.aoi_wkt,
-            memory_layer=values.memory_layer,
+            memory_layer=memory,
             source_name=layer.name(),
             gsd_m=values.gsd_m or None,
         )

@@ -8,7 +8,7 @@ from typing import Any
 from qgis.core import QgsApplication
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
-from qgis.PyQt.QtWidgets import QAction
+from qgis.PyQt.QtWidgets import QAction, QToolBar
 
 from .i18n import install_translator, remove_translator, tr
 from .log import install_log_bridge, remove_log_bridge
@@ -16,6 +16,7 @@ from .log import install_log_bridge, remove_log_bridge
 ICON = Path(__file__).resolve().parent / "icons" / "segment_by_text.svg"
 ACTION_NAME = "Rs2SamSegmentByTextAction"
 INSTALL_ACTION_NAME = "Rs2SamInstallDependenciesAction"
+TOOLBAR_NAME = "Rs2SamToolbar"
 
 
 class Rs2SamPlugin:
@@ -31,6 +32,7 @@ class Rs2SamPlugin:
         self.provider: Any = None
         self.action: QAction | None = None
         self.install_action: QAction | None = None
+        self.toolbar: QToolBar | None = None
         self.installer: Any = None
         self.dock: Any = None
         self.controller: Any = None
@@ -49,7 +51,10 @@ class Rs2SamPlugin:
         QgsApplication.processingRegistry().addProvider(self.provider)
 
     def initGui(self) -> None:
-        """Add the "Segment by text" action to the Raster toolbar and menu."""
+        """Add the "Segment by text" action to the plugin's own toolbar and the Raster menu.
+
+        Its own toolbar, because QGIS hides the Raster toolbar in a fresh profile.
+        """
         self._translator = install_translator()
         self._log_handler = install_log_bridge()
         self.initProcessing()
@@ -59,7 +64,10 @@ class Rs2SamPlugin:
         action.setToolTip(tr("Segment by text: polygons of what a sentence describes"))
         action.setCheckable(True)
         action.toggled.connect(self._on_action_toggled)
-        self.iface.addRasterToolBarIcon(action)
+        self.toolbar = self.iface.addToolBar(tr("Segment by text"))
+        self.toolbar.setObjectName(TOOLBAR_NAME)
+        self.toolbar.setToolTip(tr("Segment by text (RS2-SAM 2)"))
+        self.toolbar.addAction(action)
         self.iface.addPluginToRasterMenu(self.menu_name, action)
         self.action = action
         install = QAction(tr("Install dependencies…"), self.iface.mainWindow())
@@ -95,10 +103,14 @@ class Rs2SamPlugin:
         if self.action is not None:
             self.action.toggled.disconnect(self._on_action_toggled)
             self.iface.removePluginRasterMenu(self.menu_name, self.action)
-            self.iface.removeRasterToolBarIcon(self.action)
             self.action.setParent(None)
             self.action.deleteLater()
             self.action = None
+        if self.toolbar is not None:
+            self.iface.mainWindow().removeToolBar(self.toolbar)
+            self.toolbar.setParent(None)
+            self.toolbar.deleteLater()
+            self.toolbar = None
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None
