@@ -253,7 +253,14 @@ class SegmentDock(QgsDockWidget):
         layout.addStretch(1)
         scroll.setWidget(body)
         self.body = body
+        self.scroll = scroll
         self.setWidget(scroll)
+        for combo in (self.query_combo, self.layer_combo, self.extent_combo, self.aoi_layer_combo,
+                      self.dev_model_combo, self.device_combo):
+            # long layer names or queries must not widen the dock beyond the screen
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(12)
+        self._fit_width()
 
         self.apply_settings(settings)
         self.canvas.extentsChanged.connect(self._update_extent_info)
@@ -350,6 +357,17 @@ class SegmentDock(QgsDockWidget):
         self.deps_label.setText(text)
         self.install_button.setVisible(installable)
         self.deps_box.setVisible(bool(text))
+        self._fit_width()
+
+    def _fit_width(self) -> None:
+        """Keep the dock at least as wide as its content.
+
+        Texts wrap or scroll vertically, but nothing is cut off at the right edge (the
+        horizontal scroll bar is off).
+        """
+        self.body.adjustSize()
+        scrollbar = self.scroll.verticalScrollBar().sizeHint().width()
+        self.scroll.setMinimumWidth(self.body.minimumSizeHint().width() + scrollbar)
 
     def cleanup(self) -> None:
         """Disconnect from long-lived objects (canvas); called by the plugin's ``unload``."""
@@ -480,10 +498,9 @@ class SegmentDock(QgsDockWidget):
                     "icon in the Layers panel (Make Permanent) to save it, or choose an output "
                     "folder in the Output box."
                 )
-        if memory:
+        if memory or folder is None:
             out = memory_output_path()
         else:
-            assert folder is not None
             try:
                 out = output_path(folder, text)
             except OSError as exc:

@@ -92,7 +92,8 @@ class PlanRunner(QObject):
 
     # ------------------------------------------------------------------ steps
     def _start_step(self) -> None:
-        assert self.plan is not None
+        if self.plan is None:  # pragma: no cover - start() sets it before any step
+            raise RuntimeError("no install plan")
         step = self.plan.steps[self.index]
         self._collected, self._installing, self._tail, self._buffer = 0, False, [], ""
         self._emit_progress(0.0, step.title)
@@ -173,7 +174,8 @@ class PlanRunner(QObject):
         self._finish(DONE, self._swap_in())
 
     def _failure_message(self, exit_code: int) -> str:
-        assert self.plan is not None
+        if self.plan is None:  # pragma: no cover - start() sets it before any step
+            raise RuntimeError("no install plan")
         step = self.plan.steps[self.index]
         errors = [t for t in self._tail if t.startswith("ERROR") or "Error" in t.split(":")[0]]
         reason = (errors or self._tail or [tr("no output")])[-1]
@@ -189,7 +191,8 @@ class PlanRunner(QObject):
 
     def _swap_in(self) -> str:
         """Make the staging folder the private folder (or pending, if that one is in use)."""
-        assert self.plan is not None
+        if self.plan is None:  # pragma: no cover - start() sets it before any step
+            raise RuntimeError("no install plan")
         target, staging = self.plan.target, self.plan.staging
         try:
             if target.exists():
@@ -206,7 +209,8 @@ class PlanRunner(QObject):
         )
 
     def _finish(self, state: str, message: str) -> None:
-        assert self.plan is not None
+        if self.plan is None:  # pragma: no cover - start() sets it before any step
+            raise RuntimeError("no install plan")
         if state != DONE:
             self._remove(self.plan.staging)
         self._remove(*self.plan.scratch)
@@ -219,7 +223,8 @@ class PlanRunner(QObject):
 
     # ------------------------------------------------------------------ helpers
     def _emit_progress(self, within_step: float, text: str) -> None:
-        assert self.plan is not None
+        if self.plan is None:  # pragma: no cover - start() sets it before any step
+            raise RuntimeError("no install plan")
         total = max(1, len(self.plan.steps))
         overall = 1.0 if within_step >= 1.0 and self.index >= total - 1 else (
             (self.index + min(within_step, 1.0)) / total
