@@ -126,6 +126,58 @@ def watch_modal_dialogs():
     return timer
 
 
+def extra_screenshots(plugin):
+    """Screenshots for the user guide: attribute table, installer, Processing dialog."""
+    if CONFIG.get("attributes_screenshot"):
+        result = next(
+            (lyr for lyr in QgsProject.instance().mapLayers().values()
+             if lyr.customProperty("rs2sam/result", False)),
+            None,
+        )
+        if result is not None:
+            table = iface.showAttributeTable(result)
+            table.resize(1000, 320)
+            settle(1.0)
+            RESULT["attributes_screenshot_saved"] = table.grab().save(
+                CONFIG["attributes_screenshot"]
+            )
+            table.close()
+    if CONFIG.get("installer_screenshot"):
+        # this machine has every package: the picture shows the dialog as a user without
+        # torch/sam2/open_clip sees it (same dialog, report of missing packages given)
+        from rs2sam_qgis.deps import DependencyReport, check_dependencies
+        from rs2sam_qgis.installer_dialog import InstallerDialog
+
+        real = check_dependencies()
+        missing = ["torch", "sam2", "open_clip", "torchvision", "hydra", "iopath"]
+        report = DependencyReport(
+            missing=missing,
+            numpy_version=real.numpy_version,
+            numpy_pin=real.numpy_pin,
+            problems=["missing Python packages: " + ", ".join(missing)],
+        )
+        dialog = InstallerDialog(report, parent=iface.mainWindow())
+        dialog.show()
+        settle(1.0)
+        RESULT["installer_screenshot_saved"] = dialog.grab().save(CONFIG["installer_screenshot"])
+        dialog.close()
+    if CONFIG.get("processing_screenshot"):
+        import processing
+
+        dialog = processing.createAlgorithmDialog(
+            "rs2sam:segmentbytext",
+            {"INPUT": CONFIG["raster"], "TEXT": CONFIG["queries"][0]
+             if isinstance(CONFIG["queries"][0], str) else CONFIG["queries"][0]["text"]},
+        )
+        dialog.resize(900, 640)
+        dialog.show()
+        settle(1.0)
+        RESULT["processing_screenshot_saved"] = dialog.grab().save(
+            CONFIG["processing_screenshot"]
+        )
+        dialog.close()
+
+
 def run_query(plugin, dock, query):
     """Click Run for one query; measure wall time and the worst gap of a 50 ms timer.
 
@@ -246,8 +298,9 @@ def main():
         from rs2sam_qgis.deps import REQUIRED
 
         saved_status = dock.status_label.text()
+        names = ", ".join(dict.fromkeys(["torch", "sam2", *REQUIRED]))
         dock.set_dependency_problem(
-            "Python packages missing: " + ", ".join(["torch", "sam2", *REQUIRED][:12]) + ". "
+            f"Python packages missing: {names}. "
             "Install them into the plugin's own folder with the button below."
         )
         settle(0.5)
@@ -262,6 +315,7 @@ def main():
             RESULT["screenshot_saved"] = iface.mainWindow().grab().save(CONFIG["screenshot"])
         if CONFIG.get("dock_screenshot"):
             RESULT["dock_screenshot_saved"] = dock.grab().save(CONFIG["dock_screenshot"])
+        extra_screenshots(plugin)
         RESULT["ok"] = True
     except Exception:
         RESULT["errors"].append(traceback.format_exc())
