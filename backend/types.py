@@ -10,6 +10,10 @@ import numpy as np
 ProgressFn = Callable[[float], None]
 """Progress callback; receives percent done in ``[0, 100]``."""
 
+StageFn = Callable[[str, int, int], None]
+"""Stage callback ``(stage, done, total)``: ``("read", 0, 0)``, ``("tiles", k, n)`` after each
+batch of tiles, ``("vectorize", 0, 0)``, ``("write", 0, 0)``."""
+
 CancelFn = Callable[[], bool]
 """Cancel check; returns True when the caller wants the run to stop."""
 

@@ -78,6 +78,7 @@ class SegmentController(QObject):
         )
         task = SegmentTask(request)
         task.progressChanged.connect(self.dock.set_progress)
+        task.stage_changed.connect(self.dock.set_stage)
         task.succeeded.connect(self._on_succeeded)
         task.failed.connect(self._on_failed)
         task.cancelled.connect(self._on_cancelled)
@@ -110,20 +111,33 @@ class SegmentController(QObject):
         self.iface.messageBar().pushMessage(self.title, message, level=Qgis.Warning, duration=8)
 
     # ------------------------------------------------------------------ private
+    def refresh_dependencies(self) -> DependencyReport:
+        """Check the dependencies again and show the result in the dock (box + button)."""
+        report = check_dependencies()
+        self.deps_report = report
+        self.dock.set_dependency_problem(
+            ""
+            if report.ok
+            else report.summary()
+            + " "
+            + tr("Install them into the plugin's own folder with the button below.")
+        )
+        return report
+
     def _dependencies_ok(self) -> bool:
         if self.deps_report is not None and self.deps_report.ok:
             return True
-        report = check_dependencies()
-        self.deps_report = report
+        report = self.refresh_dependencies()
         if report.ok:
             return True
-        text = report.message()
-        log_error(text)
-        self.dock.set_status(text)
+        log_error(report.message())  # the full story, with the terminal commands
+        self.dock.set_status(report.summary())
         self.iface.messageBar().pushMessage(
             self.title,
-            tr("Missing or incompatible Python packages; 'Show more' has the install command."),
-            text,
+            report.summary()
+            + " "
+            + tr("Use 'Install dependencies…' in the Segment by text panel; details in the "
+                 "RS2-SAM log."),
             level=Qgis.Critical,
             duration=0,
         )
@@ -143,7 +157,6 @@ class SegmentController(QObject):
                 n=outcome.polygons, s=outcome.seconds, l=outcome.load_seconds, out=outcome.out_path
             )
         )
-        self._show_warnings(outcome)
         if outcome.polygons == 0:
             with contextlib.suppress(OSError):
                 os.remove(outcome.out_path)  # an empty file would only confuse
@@ -151,8 +164,14 @@ class SegmentController(QObject):
                 "Nothing found for '{text}' above threshold {t:.2f} ({s:.1f} s). Try a lower "
                 "threshold, another extent or other words; no layer was added."
             ).format(text=request.text, t=request.threshold, s=outcome.seconds)
-            self.dock.set_status(_with_notes(message, outcome))
-            self.iface.messageBar().pushMessage(self.title, message, level=Qgis.Info, duration=8)
+            notes = [tr("Note: {warning}").format(warning=w) for w in outcome.warnings]
+            self.dock.set_status("\n".join([message, *notes]))
+            self.iface.messageBar().pushMessage(
+                self.title,
+                " ".join([message, *notes]),
+                level=Qgis.Warning if notes else Qgis.Info,
+                duration=8,
+            )
             return
         try:
             layer = load_result_layer(outcome, request)
@@ -161,28 +180,19 @@ class SegmentController(QObject):
             return
         insert_above_raster(layer, request.raster_layer_id)
         self.last_layer_id = layer.id()
-        text = summary(outcome, request.text)
+        text = summary(outcome, layer.name())
+        notes = [tr("Note: {warning}").format(warning=w) for w in outcome.warnings]
+        if self.dock.temp_output_warning:
+            notes.append(self.dock.temp_output_warning)
         self.dock.set_progress(100)
-        self.dock.set_status(
-            _with_notes(text, outcome)
-            + ("\n" + self.dock.temp_output_warning if self.dock.temp_output_warning else "")
+        self.dock.set_status("\n".join([text, *notes]))
+        # one message: the result, with the warnings about it (not a stack of three)
+        self.iface.messageBar().pushMessage(
+            self.title,
+            " ".join([text, *notes[: len(outcome.warnings)]]),
+            level=Qgis.Warning if outcome.warnings else Qgis.Success,
+            duration=12 if outcome.warnings else 6,
         )
-        self.iface.messageBar().pushMessage(self.title, text, level=Qgis.Success, duration=6)
-        if self.dock.temp_output_warning and not request.memory_layer:
-            self.iface.messageBar().pushMessage(
-                self.title, self.dock.temp_output_warning, level=Qgis.Warning, duration=10
-            )
-
-    def _show_warnings(self, outcome: RunOutcome) -> None:
-        """Show the backend's warnings about this result in the message bar.
-
-        The backend's own log line already went to the log tab.
-        """
-        for warning in outcome.warnings:
-            self.iface.messageBar().pushMessage(
-                self.title, tr("Note: {warning}").format(warning=warning), level=Qgis.Warning,
-                duration=12,
-            )
 
     def _on_failed(self, message: str, details: str) -> None:
         self._finish()
@@ -205,15 +215,6 @@ class SegmentController(QObject):
         self.iface.messageBar().pushMessage(
             self.title, tr("Cancelled; nothing was added."), level=Qgis.Info, duration=5
         )
-
-
-def _with_notes(status: str, outcome: RunOutcome) -> str:
-    """The status line plus the backend's notes, which stay after the message bar clears.
-
-    E.g. "Note: the model was given 'the water' (lake → water: ...)".
-    """
-    notes = [tr("Note: {warning}").format(warning=w) for w in outcome.warnings]
-    return "\n".join([status, *notes])
 
 
 def project_layer_count() -> int:

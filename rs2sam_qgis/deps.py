@@ -1,18 +1,15 @@
-"""First-use dependency check: what is missing or incompatible, and the exact pip command.
+"""First-use dependency check: what is missing or incompatible, and why.
 
-Nothing here installs anything. The check only looks packages up (``importlib.util.find_spec``),
-except for numpy and ``osgeo.gdal_array``, which are cheap and must actually be imported to
-detect the NumPy 1.x/2.x ABI mismatch that breaks QGIS's own GDAL bindings.
+Nothing here installs anything (the installer dialog does, with :mod:`.install_plan`). The check
+only looks packages up (``importlib.util.find_spec``), except for numpy and ``osgeo.gdal_array``,
+which are cheap and must actually be imported to detect the NumPy 1.x/2.x ABI mismatch that
+breaks QGIS's own GDAL bindings.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
-import shlex
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .i18n import tr
 
@@ -31,8 +28,38 @@ REQUIRED: dict[str, str] = {
     "iopath": "iopath==0.1.10",
 }
 SAM2_REQUIREMENT = "sam2==1.1.0"
-NUMPY_1_PIN = "numpy>=1.24.4,<2"  # sam2 needs >= 1.24.4; GDAL built for NumPy 1.x needs < 2
+SAM2_MIN_NUMPY = (1, 24, 4)  # sam2 1.1.0 needs numpy >= 1.24.4
+NUMPY_1_PIN = "numpy>=1.24.4,<2"  # GDAL built for NumPy 1.x needs < 2
 EXTRA_PINS = ("attrs>=23.2",)  # affine 3 (rasterio) breaks with older attrs
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split(".")[:3]:
+        digits = "".join(c for c in piece if c.isdigit()) if piece else ""
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def numpy_pin(numpy_version: str, gdal_array_ok: bool) -> str:
+    """The numpy requirement that keeps QGIS's GDAL bindings working (its ABI major).
+
+    Args:
+        numpy_version: The numpy QGIS's Python has now (e.g. ``"1.24.2"``; "" if none).
+        gdal_array_ok: Whether ``osgeo.gdal_array`` imports with it.
+
+    Returns:
+        ``numpy>=<floor>,<<major+1>``: never older than QGIS's own numpy (nor sam2's floor)
+        and never across the major version QGIS's GDAL was built for. A failing
+        ``gdal_array`` with numpy >= 2 means GDAL was built for 1.x: :data:`NUMPY_1_PIN`.
+    """
+    current = _version_tuple(numpy_version)
+    if not current or (current[0] >= 2 and not gdal_array_ok):
+        return NUMPY_1_PIN
+    floor = max(current, SAM2_MIN_NUMPY)
+    return f"numpy>={'.'.join(map(str, floor))},<{current[0] + 1}"
 
 
 @dataclass
@@ -58,69 +85,47 @@ class DependencyReport:
         """True when the backend can run in this Python."""
         return not self.problems
 
+    def summary(self) -> str:
+        """One short line for the message bar and the dock's status line."""
+        if self.ok:
+            return tr("All dependencies are installed.")
+        if self.missing:
+            return tr("Python packages missing: {names}.").format(names=", ".join(self.missing))
+        return tr("QGIS's Python has incompatible packages (numpy / GDAL).")
+
     def install_commands(self) -> list[str]:
-        """The exact shell commands that fix the problems (empty when nothing is wrong)."""
+        """The exact terminal commands that install the pinned set (empty when nothing is wrong).
+
+        They are the installer dialog's steps, for users who prefer a terminal: QGIS's own
+        interpreter, the plugin's private folder, never the system site-packages.
+        """
         if self.ok:
             return []
-        python = _quote(python_executable())
-        names = list(self.missing)
-        if "torch" in names:
-            names.append("torchvision")  # must match the torch version
-        if "sam2" in names:
-            names += ["hydra", "iopath", "omegaconf"]  # sam2 is installed with --no-deps
-        reqs = list(dict.fromkeys(REQUIRED[name] for name in names if name in REQUIRED))
-        reqs += [*EXTRA_PINS, self.numpy_pin]
-        commands = [f"{python} -m pip install " + " ".join(_quote(r) for r in reqs)]
-        if "sam2" in self.missing:
-            prefix = "set SAM2_BUILD_CUDA=0 &&" if os.name == "nt" else "SAM2_BUILD_CUDA=0"
-            commands.append(
-                f"{prefix} {python} -m pip install --no-build-isolation --no-deps "
-                f"{SAM2_REQUIREMENT}"
-            )
-        return commands
+        from .install_plan import backend_plan, default_torch_variant
+
+        return backend_plan(self, default_torch_variant()).shell_commands()
 
     def message(self) -> str:
-        """Multi-line text for the dialog / message bar: what is wrong, then how to fix it."""
+        """Multi-line text for the log: what is wrong, then how to fix it."""
         if self.ok:
             return tr("All dependencies are installed.")
         lines = [tr("Segment by text cannot run in this QGIS Python yet:")]
         lines += [f"  - {p}" for p in self.problems]
         lines.append(
             tr(
-                "Close QGIS, run the following in a terminal that uses QGIS's Python "
-                "(OSGeo4W Shell on Windows), then restart QGIS:"
+                "Fix: Raster > RS2-SAM > Install dependencies… (or the button in the Segment "
+                "by text panel) installs them into the plugin's own folder. In a terminal, the "
+                "same steps are (then restart QGIS):"
             )
         )
         lines += [f"  {c}" for c in self.install_commands()]
         lines.append(
             tr(
                 "The numpy pin keeps QGIS's own GDAL bindings (osgeo.gdal_array) working. "
-                "The plugin never installs anything by itself."
+                "The plugin never installs anything without being asked."
             )
         )
         return "\n".join(lines)
-
-
-def _quote(arg: str) -> str:
-    """Quote one shell argument for the user's platform (cmd.exe has no single quotes)."""
-    if os.name == "nt":
-        return f'"{arg}"' if any(c in arg for c in ' <>=|&^"') else arg
-    return shlex.quote(arg)
-
-
-def python_executable() -> str:
-    """The Python interpreter QGIS embeds (``sys.executable`` is the QGIS binary inside QGIS)."""
-    exe = Path(sys.executable)
-    if exe.name.lower().startswith("python"):
-        return str(exe)
-    if os.name == "nt":
-        candidate = Path(sys.exec_prefix) / "python.exe"
-    else:
-        major, minor = sys.version_info[:2]
-        candidate = Path(sys.exec_prefix) / "bin" / f"python{major}.{minor}"
-        if not candidate.exists():
-            candidate = Path(sys.exec_prefix) / "bin" / "python3"
-    return str(candidate)
 
 
 def _installed(name: str) -> bool:
@@ -170,6 +175,5 @@ def check_dependencies() -> DependencyReport:
                     err=report.gdal_array_error
                 )
             )
-    elif numpy_major >= 2:
-        report.numpy_pin = "numpy>=2"  # this QGIS's GDAL was built for NumPy 2
+    report.numpy_pin = numpy_pin(report.numpy_version, not report.gdal_array_error)
     return report

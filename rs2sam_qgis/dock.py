@@ -27,10 +27,12 @@ from qgis.PyQt.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QSpinBox,
     QVBoxLayout,
@@ -63,11 +65,13 @@ class SegmentDock(QgsDockWidget):
         segment_requested(SegmentRequest): Run was clicked and the inputs are complete.
         invalid_input(str): Run was clicked but an input is missing or wrong.
         cancel_requested(): Cancel was clicked.
+        install_requested(): "Install dependencies…" was clicked.
     """
 
     segment_requested = pyqtSignal(object)
     invalid_input = pyqtSignal(str)
     cancel_requested = pyqtSignal()
+    install_requested = pyqtSignal()
 
     def __init__(
         self, canvas: QgsMapCanvas, settings: PluginSettings, parent: QWidget | None = None
@@ -77,8 +81,30 @@ class SegmentDock(QgsDockWidget):
         self.canvas = canvas
         self.settings = settings
         self.temp_output_warning = ""
-        body = QWidget(self)
+        self.stage_key = ""
+        scroll = QScrollArea(self)
+        scroll.setObjectName("Rs2SamSegmentDockScroll")
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)  # labels wrap instead
+        body = QWidget(scroll)
         body.setObjectName("Rs2SamSegmentDockBody")
+
+        # --- missing dependencies (hidden while everything is installed)
+        self.deps_box = QFrame(body)
+        self.deps_box.setObjectName("Rs2SamDepsBox")
+        self.deps_box.setFrameShape(QFrame.StyledPanel)
+        self.deps_label = QLabel(self.deps_box)
+        self.deps_label.setObjectName("Rs2SamDepsLabel")
+        self.deps_label.setWordWrap(True)
+        self.deps_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.install_button = QPushButton(tr("Install dependencies…"), self.deps_box)
+        self.install_button.setObjectName("Rs2SamInstallButton")
+        self.install_button.clicked.connect(self.install_requested)
+        deps_layout = QVBoxLayout(self.deps_box)
+        deps_layout.addWidget(self.deps_label)
+        deps_layout.addWidget(self.install_button)
+        self.deps_box.setVisible(False)
 
         # --- what and where
         self.query_combo = QComboBox(body)
@@ -186,7 +212,9 @@ class SegmentDock(QgsDockWidget):
         output_box.setObjectName("Rs2SamOutputGroup")
         self.output_dir_widget = QgsFileWidget(output_box)
         self.output_dir_widget.setStorageMode(QgsFileWidget.GetDirectory)
-        self.output_dir_widget.lineEdit().setPlaceholderText(tr("Next to the project file"))
+        self.output_dir_widget.lineEdit().setPlaceholderText(
+            tr("Next to the project file (unsaved project: temporary layer)")
+        )
         self.memory_checkbox = QCheckBox(tr("Temporary memory layer (not saved)"), output_box)
         self.memory_checkbox.toggled.connect(self.output_dir_widget.setDisabled)
         output_form = QFormLayout(output_box)
@@ -215,6 +243,7 @@ class SegmentDock(QgsDockWidget):
         self.status_label.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Minimum)
 
         layout = QVBoxLayout(body)
+        layout.addWidget(self.deps_box)
         layout.addLayout(main_form)
         layout.addWidget(model_box)
         layout.addWidget(output_box)
@@ -222,7 +251,16 @@ class SegmentDock(QgsDockWidget):
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status_label)
         layout.addStretch(1)
-        self.setWidget(body)
+        scroll.setWidget(body)
+        self.body = body
+        self.scroll = scroll
+        self.setWidget(scroll)
+        for combo in (self.query_combo, self.layer_combo, self.extent_combo, self.aoi_layer_combo,
+                      self.dev_model_combo, self.device_combo):
+            # long layer names or queries must not widen the dock beyond the screen
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(12)
+        self._fit_width()
 
         self.apply_settings(settings)
         self.canvas.extentsChanged.connect(self._update_extent_info)
@@ -287,6 +325,8 @@ class SegmentDock(QgsDockWidget):
         """Switch between idle (Run enabled) and running (Cancel enabled)."""
         self.run_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
+        self.progress_bar.setRange(0, 100)
+        self.stage_key = ""
         if running:
             self.progress_bar.setValue(0)
 
@@ -294,9 +334,40 @@ class SegmentDock(QgsDockWidget):
         """Progress bar value in percent."""
         self.progress_bar.setValue(round(percent))
 
+    def set_stage(self, key: str, text: str) -> None:
+        """What the run does now, in the status line; the model load shows a busy bar.
+
+        Args:
+            key: ``load``, ``read``, ``tiles``, ``vectorize`` or ``write``.
+            text: The status text.
+        """
+        self.stage_key = key
+        self.status_label.setText(text)
+        if key == "load":
+            self.progress_bar.setRange(0, 0)  # busy: a load has no percentage
+        elif self.progress_bar.maximum() == 0:
+            self.progress_bar.setRange(0, 100)
+
     def set_status(self, text: str) -> None:
         """The status line under the progress bar."""
         self.status_label.setText(text)
+
+    def set_dependency_problem(self, text: str, installable: bool = True) -> None:
+        """Show ``text`` and (if ``installable``) "Install dependencies…"; "" hides the box."""
+        self.deps_label.setText(text)
+        self.install_button.setVisible(installable)
+        self.deps_box.setVisible(bool(text))
+        self._fit_width()
+
+    def _fit_width(self) -> None:
+        """Keep the dock at least as wide as its content.
+
+        Texts wrap or scroll vertically, but nothing is cut off at the right edge (the
+        horizontal scroll bar is off).
+        """
+        self.body.adjustSize()
+        scrollbar = self.scroll.verticalScrollBar().sizeHint().width()
+        self.scroll.setMinimumWidth(self.body.minimumSizeHint().width() + scrollbar)
 
     def cleanup(self) -> None:
         """Disconnect from long-lived objects (canvas); called by the plugin's ``unload``."""
@@ -416,18 +487,20 @@ class SegmentDock(QgsDockWidget):
             layer, area, self.canvas.mapUnitsPerPixel(), self.canvas.mapSettings().destinationCrs()
         )
         self.temp_output_warning = ""
-        if values.memory_layer:
+        memory = values.memory_layer
+        folder = Path(values.output_dir) if values.output_dir else None
+        if not memory and folder is None:
+            folder = default_output_dir()
+            if folder is None:  # unsaved project, no folder chosen: a temporary layer
+                memory = True
+                self.temp_output_warning = tr(
+                    "The project is not saved, so the result is a temporary layer: click its "
+                    "icon in the Layers panel (Make Permanent) to save it, or choose an output "
+                    "folder in the Output box."
+                )
+        if memory or folder is None:
             out = memory_output_path()
         else:
-            folder = Path(values.output_dir) if values.output_dir else None
-            if folder is None:
-                folder, is_temp = default_output_dir()
-                if is_temp:
-                    self.temp_output_warning = tr(
-                        "The project is not saved, so the result was written to the temporary "
-                        "folder {folder}. Choose an output folder or save the project to keep "
-                        "results."
-                    ).format(folder=folder)
             try:
                 out = output_path(folder, text)
             except OSError as exc:
@@ -454,7 +527,7 @@ class SegmentDock(QgsDockWidget):
             layer_name=name,
             raster_layer_id=layer.id(),
             aoi_wkt=area.aoi_wkt,
-            memory_layer=values.memory_layer,
+            memory_layer=memory,
             source_name=layer.name(),
             gsd_m=values.gsd_m or None,
         )

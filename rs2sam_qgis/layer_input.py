@@ -220,17 +220,18 @@ def _slug(text: str, limit: int = 40) -> str:
     return slug[:limit].rstrip("_") or "query"
 
 
-def default_output_dir() -> tuple[Path, bool]:
-    """Where results go when the user chose no folder.
+def default_output_dir() -> Path | None:
+    """Where results go when the user chose no folder: the project file's folder.
 
     Returns:
-        ``(folder, is_temporary)``: the project file's folder, or (unsaved project) a folder in
-        the system temp directory, in which case the caller warns the user.
+        The folder of the saved project, or None for an unsaved project (the caller then makes
+        a temporary layer: a file in the system temp folder would make QGIS ask about
+        "temporary layers" at every exit).
     """
     project_dir = QgsProject.instance().absolutePath()
     if project_dir and os.path.isdir(project_dir):
-        return Path(project_dir), False
-    return Path(tempfile.gettempdir()) / "rs2sam_results", True
+        return Path(project_dir)
+    return None
 
 
 def output_path(folder: Path, text: str) -> Path:

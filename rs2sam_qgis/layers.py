@@ -48,20 +48,46 @@ def style_layer(layer: QgsVectorLayer) -> None:
     layer.setRenderer(QgsSingleSymbolRenderer(symbol))
 
 
+SKIP_MEMORY_CHECK = "skipMemoryLayersCheck"
+"""Layer property QGIS reads on exit: 1 = don't ask about this temporary layer."""
+
+
+def unique_layer_name(name: str, taken: set[str] | None = None) -> str:
+    """``name``, or ``name (2)``, ``name (3)``, ... when a project layer already has it.
+
+    Args:
+        name: The wanted name.
+        taken: Names in use; default: every layer name in the current project.
+    """
+    if taken is None:
+        taken = {layer.name() for layer in QgsProject.instance().mapLayers().values()}
+    if name not in taken:
+        return name
+    counter = 2
+    while f"{name} ({counter})" in taken:
+        counter += 1
+    return f"{name} ({counter})"
+
+
 def load_result_layer(outcome: RunOutcome, request: SegmentRequest) -> QgsVectorLayer:
-    """Open the run's GeoPackage (or copy it into a memory layer) and style it.
+    """Open the run's GeoPackage (or copy it into a memory layer), name it uniquely, style it.
+
+    A memory layer is marked so that QGIS does not ask about it on exit (the dock says it is
+    temporary, and QGIS's layer-tree indicator saves it in one click).
 
     Raises:
         OSError: The file is missing or not a readable vector layer.
     """
-    layer = QgsVectorLayer(outcome.out_path, request.layer_name, "ogr")
+    name = unique_layer_name(request.layer_name)
+    layer = QgsVectorLayer(outcome.out_path, name, "ogr")
     if not layer.isValid():
         raise OSError(
             tr("The result file {path} could not be opened.").format(path=outcome.out_path)
         )
     if request.memory_layer:
         memory = layer.materialize(QgsFeatureRequest())
-        memory.setName(request.layer_name)
+        memory.setName(name)
+        memory.setCustomProperty(SKIP_MEMORY_CHECK, 1)
         del layer  # release the temp file before removing it
         shutil.rmtree(Path(outcome.out_path).parent, ignore_errors=True)
         layer = memory

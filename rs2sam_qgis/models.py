@@ -173,6 +173,11 @@ class SegmenterCache:
         set_torch_threads(threads)
         return segmenter, load_seconds
 
+    def contains(self, choice: ModelChoice, device: str) -> bool:
+        """True when this model is loaded already (the next :meth:`get` is a cache hit)."""
+        with self._lock:
+            return (choice, device) in self._items
+
     def __len__(self) -> int:
         return len(self._items)
 

@@ -8,13 +8,15 @@ from typing import Any
 from qgis.core import QgsApplication
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
-from qgis.PyQt.QtWidgets import QAction
+from qgis.PyQt.QtWidgets import QAction, QToolBar
 
 from .i18n import install_translator, remove_translator, tr
 from .log import install_log_bridge, remove_log_bridge
 
 ICON = Path(__file__).resolve().parent / "icons" / "segment_by_text.svg"
 ACTION_NAME = "Rs2SamSegmentByTextAction"
+INSTALL_ACTION_NAME = "Rs2SamInstallDependenciesAction"
+TOOLBAR_NAME = "Rs2SamToolbar"
 
 
 class Rs2SamPlugin:
@@ -29,6 +31,9 @@ class Rs2SamPlugin:
         self.iface = iface
         self.provider: Any = None
         self.action: QAction | None = None
+        self.install_action: QAction | None = None
+        self.toolbar: QToolBar | None = None
+        self.installer: Any = None
         self.dock: Any = None
         self.controller: Any = None
         self.menu_name = ""
@@ -46,7 +51,10 @@ class Rs2SamPlugin:
         QgsApplication.processingRegistry().addProvider(self.provider)
 
     def initGui(self) -> None:
-        """Add the "Segment by text" action to the Raster toolbar and menu."""
+        """Add the "Segment by text" action to the plugin's own toolbar and the Raster menu.
+
+        Its own toolbar, because QGIS hides the Raster toolbar in a fresh profile.
+        """
         self._translator = install_translator()
         self._log_handler = install_log_bridge()
         self.initProcessing()
@@ -56,12 +64,33 @@ class Rs2SamPlugin:
         action.setToolTip(tr("Segment by text: polygons of what a sentence describes"))
         action.setCheckable(True)
         action.toggled.connect(self._on_action_toggled)
-        self.iface.addRasterToolBarIcon(action)
+        self.toolbar = self.iface.addToolBar(tr("Segment by text"))
+        self.toolbar.setObjectName(TOOLBAR_NAME)
+        self.toolbar.setToolTip(tr("Segment by text (RS2-SAM 2)"))
+        self.toolbar.addAction(action)
         self.iface.addPluginToRasterMenu(self.menu_name, action)
         self.action = action
+        install = QAction(tr("Install dependencies…"), self.iface.mainWindow())
+        install.setObjectName(INSTALL_ACTION_NAME)
+        install.setToolTip(tr("Install torch, sam2, open_clip, … into the plugin's own folder"))
+        install.triggered.connect(self.show_installer)
+        self.iface.addPluginToRasterMenu(self.menu_name, install)
+        self.install_action = install
 
     def unload(self) -> None:
         """Remove every action, menu entry, dock, provider and connection (reload-safe)."""
+        if self.installer is not None:
+            self.installer.runner.cancel()  # a running pip is killed; nothing is swapped in
+            self.installer.close()
+            self.installer.setParent(None)
+            self.installer.deleteLater()
+            self.installer = None
+        if self.install_action is not None:
+            self.install_action.triggered.disconnect(self.show_installer)
+            self.iface.removePluginRasterMenu(self.menu_name, self.install_action)
+            self.install_action.setParent(None)
+            self.install_action.deleteLater()
+            self.install_action = None
         if self.controller is not None:
             self.controller.shutdown()
             self.controller = None
@@ -74,10 +103,14 @@ class Rs2SamPlugin:
         if self.action is not None:
             self.action.toggled.disconnect(self._on_action_toggled)
             self.iface.removePluginRasterMenu(self.menu_name, self.action)
-            self.iface.removeRasterToolBarIcon(self.action)
             self.action.setParent(None)
             self.action.deleteLater()
             self.action = None
+        if self.toolbar is not None:
+            self.iface.mainWindow().removeToolBar(self.toolbar)
+            self.toolbar.setParent(None)
+            self.toolbar.deleteLater()
+            self.toolbar = None
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None
@@ -103,10 +136,40 @@ class Rs2SamPlugin:
             self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
             self.controller = SegmentController(self.iface, self.dock)
             self.dock.visibilityChanged.connect(self._on_dock_visibility)
+            self.dock.install_requested.connect(self.show_installer)
+            self.controller.refresh_dependencies()
         self.dock.select_active_layer(self.iface.activeLayer())
         self.dock.show()
         self.dock.raise_()
         return self.dock
+
+    # ------------------------------------------------------------------ installer
+    def show_installer(self, *_args: object) -> Any:
+        """Open the dependency installer (one at a time) and return it."""
+        from .deps import check_dependencies
+        from .installer import INSTALLING
+        from .installer_dialog import InstallerDialog
+
+        if self.installer is not None and (
+            self.installer.isVisible() or self.installer.state == INSTALLING
+        ):
+            self.installer.raise_()
+            return self.installer
+        if self.installer is not None:
+            self.installer.deleteLater()
+        self.installer = InstallerDialog(check_dependencies(), parent=self.iface.mainWindow())
+        self.installer.state_changed.connect(self._on_install_state)
+        self.installer.show()
+        self.installer.raise_()
+        return self.installer
+
+    def _on_install_state(self, state: str) -> None:
+        from .installer import DONE
+
+        if state == DONE and self.dock is not None:
+            self.dock.set_dependency_problem(
+                tr("Dependencies installed. Restart QGIS to load them."), installable=False
+            )
 
     def _on_action_toggled(self, checked: bool) -> None:
         if checked:

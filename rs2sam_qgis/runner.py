@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 ProgressFn = Callable[[float], None]
 CancelFn = Callable[[], bool]
+StageFn = Callable[[str, str], None]
+"""``(key, text)``: key is ``load``, ``read``, ``tiles``, ``vectorize`` or ``write``; text is
+what the dock's status line (and Processing's progress text) shows."""
 
 LOAD_SHARE = 10.0
 """Percent of the progress bar given to model loading."""
@@ -50,6 +53,7 @@ def run_on_backend_thread(
     request: SegmentRequest,
     progress: ProgressFn | None = None,
     is_cancelled: CancelFn | None = None,
+    stage: StageFn | None = None,
 ) -> RunOutcome:
     """:func:`run_segmentation` on the plugin's one long-lived Python worker thread; waits.
 
@@ -64,13 +68,13 @@ def run_on_backend_thread(
     Called on the main thread (``qgis_process``, ``processing.run`` in scripts) it runs inline.
     """
     if threading.current_thread() is threading.main_thread():
-        return run_segmentation(request, progress, is_cancelled)
+        return run_segmentation(request, progress, is_cancelled, stage)
     with _executor_lock:
         executor = _executor.get("pool")
         if executor is None:
             executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rs2sam-backend")
             _executor["pool"] = executor
-    return executor.submit(run_segmentation, request, progress, is_cancelled).result()
+    return executor.submit(run_segmentation, request, progress, is_cancelled, stage).result()
 
 
 def shutdown_backend_thread() -> None:
@@ -81,10 +85,30 @@ def shutdown_backend_thread() -> None:
         executor.shutdown(wait=False, cancel_futures=True)
 
 
+def stage_text(key: str, done: int = 0, total: int = 0, cold: bool = False) -> str:
+    """The status-line text of a stage (see :data:`StageFn`)."""
+    if key == "load":
+        return (
+            tr("Loading the model (first query: importing torch and reading the weights)…")
+            if cold
+            else tr("Loading the model…")
+        )
+    if key == "read":
+        return tr("Reading the raster…")
+    if key == "tiles":
+        return tr("Segmenting: tile {k} of {n}…").format(k=done, n=total)
+    if key == "vectorize":
+        return tr("Vectorising the polygons…")
+    if key == "write":
+        return tr("Writing the result…")
+    return key
+
+
 def run_segmentation(
     request: SegmentRequest,
     progress: ProgressFn | None = None,
     is_cancelled: CancelFn | None = None,
+    stage: StageFn | None = None,
 ) -> RunOutcome:
     """Run one query end to end and write ``request.out_path``.
 
@@ -92,6 +116,8 @@ def run_segmentation(
         request: The run (plain data).
         progress: Receives percent done in ``[0, 100]``.
         is_cancelled: Polled between steps and by the backend between tiles.
+        stage: Receives ``(key, text)`` when a stage starts (model load, read, each tile,
+            vectorise, write).
 
     Returns:
         What was produced.
@@ -102,10 +128,12 @@ def run_segmentation(
     """
     report = progress or (lambda _p: None)
     cancelled = is_cancelled or (lambda: False)
+    say = stage or (lambda _key, _text: None)
     errors = backend_module("errors")
     start = time.perf_counter()
 
     report(0.0)
+    say("load", stage_text("load", cold=not CACHE.contains(request.model, request.device)))
     isolate_native_libraries()  # before the backend first imports shapely/pyproj/rasterio
     import_start = time.perf_counter()
     if request.model.standin is None:
@@ -129,6 +157,7 @@ def run_segmentation(
         "gsd_m": "auto" if request.gsd_m is None else request.gsd_m,
         "progress": backend_progress,
         "is_cancelled": cancelled,
+        "stage": lambda key, done, total: say(key, stage_text(key, done, total)),
     }
     if request.aoi_wkt:  # selected polygons: the backend keeps only pixels inside them
         options["aoi"] = request.aoi_wkt
@@ -210,6 +239,7 @@ def _segment_provider_pixels(
     request: SegmentRequest, source: ProviderSource, options: dict[str, Any], cancelled: CancelFn
 ) -> Any:
     """Read the pixels, then hand them to the backend with their geotransform and CRS."""
+    options["stage"]("read", 0, 0)
     image, transform, valid = read_provider_pixels(source)
     if cancelled():
         raise backend_module("errors").Cancelled("cancelled after reading the pixels")

@@ -27,8 +27,11 @@ class SegmentTask(QgsTask):
         succeeded(RunOutcome): the run wrote its output.
         failed(str, str): a short user message and the details (traceback) for the log.
         cancelled(): the user cancelled; no output was kept.
+        stage_changed(str, str): a stage started (key, text); emitted from the worker thread,
+            delivered queued to main-thread receivers.
     """
 
+    stage_changed = pyqtSignal(str, str)
     succeeded = pyqtSignal(object)
     failed = pyqtSignal(str, str)
     cancelled = pyqtSignal()
@@ -47,7 +50,7 @@ class SegmentTask(QgsTask):
             errors = backend_module("errors")
             try:
                 self.outcome = run_on_backend_thread(
-                    self.request, self.setProgress, self.isCanceled
+                    self.request, self.setProgress, self.isCanceled, self.stage_changed.emit
                 )
             except errors.Cancelled:
                 self.was_cancelled = True

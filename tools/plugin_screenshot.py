@@ -9,7 +9,9 @@ Usage::
 
     python tools/plugin_screenshot.py --raster demo_data/test_tiled.tif \
         --query "the trees" --query "the road" [--model-config test-tiny] \
-        [--checkpoint PATH] [--threshold 0.5] --out docs/img/plugin_dock.png
+        [--checkpoint PATH] [--threshold 0.5] --out docs/img/plugin_dock.png \
+        [--dock-out D.png --deps-out D.png --attributes-out A.png --installer-out I.png \
+         --processing-out P.png]
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="1280x800", help="main window size")
     parser.add_argument("--out", type=Path, help="PNG of the main window")
     parser.add_argument("--dock-out", type=Path, help="PNG of the dock alone")
+    parser.add_argument("--deps-out", type=Path, help="PNG of the dock with a missing-package box")
+    parser.add_argument("--attributes-out", type=Path, help="PNG of the result's attribute table")
+    parser.add_argument("--installer-out", type=Path, help="PNG of the dependency installer")
+    parser.add_argument("--processing-out", type=Path, help="PNG of the Processing dialog")
     parser.add_argument("--timeout", type=int, default=600)
     args = parser.parse_args(argv)
 
@@ -90,6 +96,14 @@ def main(argv: list[str] | None = None) -> int:
             "output_dir": str(work / "results"),
             "screenshot": str(args.out.resolve()) if args.out else "",
             "dock_screenshot": str(args.dock_out.resolve()) if args.dock_out else "",
+            "deps_screenshot": str(args.deps_out.resolve()) if args.deps_out else "",
+            "attributes_screenshot": str(args.attributes_out.resolve())
+            if args.attributes_out
+            else "",
+            "installer_screenshot": str(args.installer_out.resolve()) if args.installer_out else "",
+            "processing_screenshot": str(args.processing_out.resolve())
+            if args.processing_out
+            else "",
             "result_json": str(work / "result.json"),
             "timeout_s": args.timeout,
         }
@@ -133,8 +147,11 @@ def main(argv: list[str] | None = None) -> int:
             print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
             return 1
         result = json.loads(result_path.read_text(encoding="utf-8"))
-        if args.out and args.out.exists():
-            _shrink_png(args.out)
+        shots = (args.out, args.dock_out, args.deps_out, args.attributes_out, args.installer_out,
+                 args.processing_out)
+        for shot in shots:
+            if shot and shot.exists():
+                _shrink_png(shot)
         print(
             json.dumps(
                 {"ok": result["ok"], "errors": result["errors"], "queries": result["queries"]},

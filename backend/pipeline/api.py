@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InputError
-from ..types import CancelFn, ProgressFn, SegmenterLike
+from ..types import CancelFn, ProgressFn, SegmenterLike, StageFn
 from .options import GsdOption, _check_options
 from .plan import RunPlan, check_not_an_input, make_plan
 from .result import SegmentResult
@@ -137,6 +137,7 @@ def segment_raster(
     aoi: Any = None,
     aoi_crs: Any = None,
     allow_large: bool = False,
+    stage: StageFn | None = None,
 ) -> SegmentResult:
     """Segment what ``text`` describes in a georeferenced raster; polygons in the raster CRS.
 
@@ -178,6 +179,8 @@ def segment_raster(
         allow_large: Run even beyond the documented limits (:data:`~backend.pipeline.plan.
             MAX_TILES` tiles or :data:`~backend.pipeline.plan.MAX_SECONDS` of estimated model
             time); without it such a run is refused before it starts.
+        stage: Optional ``(stage, done, total)`` callback naming what runs now (GUIs show it):
+            ``read``, ``tiles`` (k of n, after each batch), ``vectorize``, ``write``.
 
     Returns:
         The polygons, their attributes (:data:`FIELDS`) and run details.
@@ -231,6 +234,7 @@ def segment_raster(
             aoi=aoi,
             aoi_crs=aoi_crs,
             allow_large=allow_large,
+            stage=stage,
         )
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import Cancelled
 from ..geo.tiling import axis_blend, mirror_pad
 from ..text.lexicon import Interpretation, interpret
-from ..types import CancelFn, ProgressFn, SegmenterLike
+from ..types import CancelFn, ProgressFn, SegmenterLike, StageFn
 from .blend import _accumulate, _check_prob, _runs, _shift_up
 from .grid import _Plan, _RowResampler
 from .options import _Options
@@ -46,6 +46,7 @@ def _run(
     aoi: Any = None,
     aoi_crs: Any = None,
     allow_large: bool = False,
+    stage: StageFn | None = None,
 ) -> SegmentResult:
     from ..geo.aoi import aoi_strip_mask
     from ..geo.radiometry import compute_stretch
@@ -53,6 +54,8 @@ def _run(
     from ..geo.tile_reader import TileReader
     from ..geo.vectorize import SeamMerger, geodesic_areas_m2, pixel_to_map, strip_pieces
 
+    report_stage = stage or (lambda _name, _done, _total: None)
+    report_stage("read", 0, 0)
     t_start = time.perf_counter()
     prompt = _interpret_prompt(segmenter, options.text)
     model_text = prompt.model_text
@@ -180,6 +183,7 @@ def _run(
             timings["blend"] += t3 - t2
             if progress is not None:
                 progress(95.0 * done / n_tiles)
+            report_stage("tiles", done, n_tiles)
         # rows that no later tile touches are final: normalise, resample, vectorise, drop
         is_last = i + 1 == len(rows_blend.starts)
         final_stop = (p1 - p0) if is_last else rows_blend.starts[i + 1]
@@ -201,6 +205,7 @@ def _run(
     if not resampler.next >= window.height:  # pragma: no cover - an invariant of the streaming
         raise RuntimeError("pipeline streaming ended before the last row of the window")
 
+    report_stage("vectorize", 0, 0)
     t0 = time.perf_counter()
     polygons = pixel_to_map([p.geometry for p in finished], info.transform)
     if options.simplify > 0:
@@ -236,6 +241,7 @@ def _run(
     written: Path | None = None
     if out_path is not None:
         check_cancel()
+        report_stage("write", 0, 0)
         from ..geo.writers import write_polygons
 
         t0 = time.perf_counter()

@@ -40,7 +40,7 @@ from .._backend import backend_module
 from ..deps import check_dependencies
 from ..i18n import tr
 from ..layer_input import InputProblem, crs_string, file_source, provider_source
-from ..log import log_error, log_info
+from ..log import log_info
 from ..models import choice_problem, parse_model_choice
 from ..request import SegmentRequest
 from ..runner import run_on_backend_thread
@@ -48,6 +48,21 @@ from ..settings import default_threads
 
 ICON = Path(__file__).resolve().parents[1] / "icons" / "segment_by_text.svg"
 DEVICES = ["auto", "cpu", "cuda", "mps"]
+
+
+def _stage_reporter(feedback: QgsProcessingFeedback) -> Any:
+    """Stage texts as Processing progress text (tiles: only the first, or the log floods)."""
+
+    def report(key: str, text: str) -> None:
+        if key != "tiles" or text.startswith(tr("Segmenting: tile {k} of").format(k=1)):
+            feedback.setProgressText(text)
+
+    return report
+
+
+def empty_text_message() -> str:
+    """The message for an empty TEXT (a function: ``tr`` needs the translator installed)."""
+    return tr("TEXT is empty: describe what to segment, e.g. 'the buildings by the river'.")
 
 
 class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
@@ -112,9 +127,11 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
             "weights; 0.25 suits vehicles).\n"
             "DEVICE: auto, cpu, cuda or mps. THREADS: CPU threads for the model.\n"
             "PIXEL_SIZE (advanced): read resolution, in layer CRS units, for layers without a "
-            "local file (WMS/XYZ); 0 = native size when known.\n\n"
-            "Needs torch, sam2 and open_clip_torch in QGIS's Python; if they are missing the "
-            "error message gives the exact pip command."
+            "local file (WMS/XYZ); 0 = native size when known.\n"
+            "OUTPUT: an existing file is replaced, as with every Processing algorithm (the "
+            "rs2sam command line instead refuses unless --overwrite is given).\n\n"
+            "Needs torch, sam2 and open_clip_torch in QGIS's Python: Raster > RS2-SAM > "
+            "Install dependencies… installs them; the error message also gives the commands."
         )
 
     def helpUrl(self) -> str:
@@ -230,6 +247,46 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.AREA_M2, tr("Total area (m²)")))
 
     # ------------------------------------------------------------------ running
+    def checkParameterValues(
+        self, parameters: dict[str, Any], context: QgsProcessingContext
+    ) -> tuple[bool, str]:
+        """Problems found before the run start are reported once, in words.
+
+        An empty TEXT gets its own message (QGIS's is "Incorrect parameter value for TEXT"), and
+        an EXTENT outside the raster is refused here instead of failing in the backend (which
+        ``qgis_process`` prints three times: log, feedback and result).
+        """
+        if not self.parameterAsString(parameters, self.TEXT, context).strip():
+            return False, empty_text_message()
+        ok, message = super().checkParameterValues(parameters, context)
+        if not ok:
+            return ok, message
+        problem = self._extent_problem(parameters, context)
+        return (False, problem) if problem else (True, "")
+
+    def _extent_problem(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str:
+        if parameters.get(self.EXTENT) in (None, ""):
+            return ""
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
+            return ""  # INPUT's own check reports it
+        rect = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
+        if rect.isEmpty() or rect.intersects(layer.extent()):
+            return ""
+        bounds = layer.extent()
+        return tr(
+            "EXTENT does not overlap {layer!r}, whose extent is ({xmin:.10g}, {ymin:.10g}, "
+            "{xmax:.10g}, {ymax:.10g}) in {crs}; give an extent inside it, or none for the "
+            "whole layer."
+        ).format(
+            layer=layer.name(),
+            xmin=bounds.xMinimum(),
+            ymin=bounds.yMinimum(),
+            xmax=bounds.xMaximum(),
+            ymax=bounds.yMaximum(),
+            crs=layer.crs().authid() or layer.crs().description(),
+        )
+
     def prepareAlgorithm(
         self,
         parameters: dict[str, Any],
@@ -242,9 +299,7 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(tr("INPUT is not a valid raster layer."))
         text = " ".join(self.parameterAsString(parameters, self.TEXT, context).split())
         if not text:
-            raise QgsProcessingException(
-                tr("TEXT is empty: describe what to segment, e.g. 'the buildings by the river'.")
-            )
+            raise QgsProcessingException(empty_text_message())
         choice = parse_model_choice(
             self.parameterAsFile(parameters, self.CHECKPOINT, context),
             self.parameterAsString(parameters, self.MODEL_CONFIG, context),
@@ -349,12 +404,14 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
             )
         )
         try:
-            outcome = run_on_backend_thread(request, feedback.setProgress, feedback.isCanceled)
+            outcome = run_on_backend_thread(
+                request, feedback.setProgress, feedback.isCanceled, _stage_reporter(feedback)
+            )
             self._deliver(request.out_path, self._destination)
         except errors.Cancelled as exc:
             raise QgsProcessingException(tr("Cancelled; no output was written.")) from exc
         except errors.Rs2SamError as exc:
-            log_error(f"segmentbytext: {exc}")
+            # Processing reports the exception itself (log, dialog, qgis_process): no second copy
             raise QgsProcessingException(str(exc)) from exc
         finally:
             shutil.rmtree(self._tmp_dir, ignore_errors=True)

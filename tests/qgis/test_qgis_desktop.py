@@ -53,7 +53,9 @@ def run_desktop(config: dict, profiles: Path, env: dict, timeout: int = 300) -> 
         f"QGIS exited {proc.returncode} without a result\n{proc.stdout[-3000:]}\n"
         f"{proc.stderr[-3000:]}"
     )
-    return json.loads(result_path.read_text(encoding="utf-8"))
+    result = json.loads(result_path.read_text(encoding="utf-8"))
+    result["returncode"] = proc.returncode
+    return result
 
 
 @pytest.mark.skipif(QGIS is None or XVFB is None, reason="needs the qgis binary and xvfb-run")
@@ -72,6 +74,7 @@ def test_desktop_qgis_loads_the_zip_and_runs_a_dock_query(
         "screenshot": str(tmp_path / "desktop.png"),
         "dock_screenshot": str(tmp_path / "dock.png"),
         "result_json": str(tmp_path / "result.json"),
+        "window_size": [1280, 800],
         "timeout_s": 120,
     }
     result = run_desktop(config, installed_profile, sandbox_env)
@@ -96,4 +99,52 @@ def test_desktop_qgis_loads_the_zip_and_runs_a_dock_query(
     assert tiny["finished"] and tiny["polygons"] and tiny["polygons"] >= 1, tiny
     (tiny_layer,) = tiny["added_layers"]
     assert tiny_layer["crs"] == "EPSG:32633" and "random weights" in tiny_layer["name"]
+    # the plugin's own toolbar is visible in this fresh profile (the Raster toolbar is not)
+    assert result["toolbar"] == {
+        "count": 1,
+        "visible": True,
+        "has_action": True,
+        "action_visible_in_bar": True,
+        "raster_toolbar_visible": result["toolbar"]["raster_toolbar_visible"],
+    }, result["toolbar"]
+    # every text of the dock fits at 1280 x 800, also with the dependency message shown
+    assert result["clipped"] == [], result["clipped"]
+    assert result["clipped_with_deps_box"] == [], result["clipped_with_deps_box"]
+    # stage texts during the run: the model load first (busy bar), then tiles k of n
+    keys = [key for key, _text, _max in query["stages"]]
+    assert keys[0] == "load" and query["stages"][0][2] == 0, query["stages"]
+    assert "tiles" in keys and keys[-1] == "write", keys
+    assert any(text.startswith("Segmenting: tile 1 of") for _k, text, _m in query["stages"])
     print("desktop e2e:", json.dumps(result["queries"]))
+
+
+@pytest.mark.skipif(QGIS is None or XVFB is None, reason="needs the qgis binary and xvfb-run")
+def test_desktop_quit_after_a_run_in_an_unsaved_project_asks_nothing(
+    installed_profile, sandbox_env, red_square_tif, tmp_path
+) -> None:
+    """A user runs a query in an unsaved project (no output folder) and quits QGIS: the result
+    is a temporary layer, and no dialog appears (the test fails if any modal dialog shows)."""
+    modal_log = tmp_path / "modal.txt"
+    config = {
+        "raster": str(red_square_tif),
+        "queries": ["the red square", "the red square"],
+        "model_config": "standin:red",
+        "extent_mode": "layer",
+        "result_json": str(tmp_path / "result.json"),
+        "window_size": [1280, 800],
+        "quit_check": True,
+        "modal_log": str(modal_log),
+        "timeout_s": 120,
+    }
+    # QGIS calls layers under QDir::tempPath() "temporary" and asks about them: the test
+    # raster lives in pytest's /tmp folder, so QGIS's temp folder is moved elsewhere
+    (tmp_path / "qgis_tmp").mkdir()
+    env = {**sandbox_env, "TMPDIR": str(tmp_path / "qgis_tmp")}
+    result = run_desktop(config, installed_profile, env, timeout=200)
+    assert result["errors"] == [], result["errors"]
+    first, second = result["queries"]
+    (layer,) = first["added_layers"]
+    assert layer["provider"] == "memory", layer
+    assert second["added_layers"][0]["name"] == layer["name"] + " (2)"  # unique names
+    assert not modal_log.exists(), modal_log.read_text()
+    assert result["returncode"] == 0

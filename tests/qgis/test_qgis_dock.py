@@ -205,11 +205,21 @@ def test_recent_queries_are_remembered_in_qgssettings(plugin) -> None:
     assert [dock.query_combo.itemText(i) for i in range(dock.query_combo.count())] == ["a", "b"]
 
 
-def test_missing_dependencies_show_the_pip_command_and_add_nothing(
-    plugin, qgis_iface, red_square_tif, monkeypatch
+def test_missing_dependencies_short_message_install_button_details_in_log(
+    plugin, qgis_iface, red_square_tif, monkeypatch, tmp_path
 ) -> None:
-    import rs2sam_qgis.deps as deps
+    """Message bar and status line stay short; the dock offers the installer; the log has the
+    full story with QGIS's own interpreter and the plugin's private folder."""
+    from qgis.core import QgsApplication
 
+    import rs2sam_qgis.deps as deps
+    from rs2sam_qgis.interpreter import qgis_python
+
+    monkeypatch.setenv("RS2SAM_DEPS_DIR", str(tmp_path / "deps"))
+    logged: list[str] = []
+    log = QgsApplication.messageLog()
+    slot = lambda message, tag, level: logged.append(message) if tag == "RS2-SAM" else None  # noqa: E731
+    log.messageReceived.connect(slot)
     real = deps._installed
     monkeypatch.setattr(deps, "_installed", lambda name: name != "sam2" and real(name))
     layer = _add_raster(red_square_tif)
@@ -219,11 +229,18 @@ def test_missing_dependencies_show_the_pip_command_and_add_nothing(
     dock.query_combo.setEditText("red")
     dock.dev_model_combo.setEditText("standin:red")
     dock.run_button.click()
-    critical = messages(qgis_iface, "Critical")
-    assert any("Missing or incompatible" in m for m in critical), critical
-    status = dock.status_label.text()
-    assert "missing Python packages: sam2" in status
-    assert "--no-deps sam2==1.1.0" in status and "numpy>=1.24.4,<2" in status
+    log.messageReceived.disconnect(slot)
+    (critical,) = messages(qgis_iface, "Critical")
+    assert "sam2" in critical and "Install dependencies" in critical and len(critical) < 200
+    assert dock.status_label.text() == "Python packages missing: sam2."
+    assert not dock.deps_box.isHidden() and dock.install_button.isEnabled()
+    assert "sam2" in dock.deps_label.text()
+    (details,) = [m for m in logged if "cannot run in this QGIS Python" in m]
+    python = qgis_python().path
+    assert f"{python} -m pip install" in details
+    assert f"--target {tmp_path / 'deps'}" in details  # the private folder, never site-packages
+    assert "--no-deps --no-build-isolation sam2==1.1.0" in details
+    assert "'numpy>=" in details and ",<2'" in details
     assert plugin.controller.task is None
     assert _layer_names() == ["red"]
 
@@ -250,5 +267,5 @@ def test_dependency_report_for_numpy2_with_gdal_built_for_numpy1(monkeypatch) ->
     report = deps.check_dependencies()
     assert not report.ok
     assert any("built for NumPy 1.x" in p for p in report.problems)
-    command = report.install_commands()[0]
-    assert "-m pip install" in command and "'numpy>=1.24.4,<2'" in command
+    commands = "\n".join(report.install_commands())
+    assert "-m pip install" in commands and "'numpy>=1.24.4,<2'" in commands

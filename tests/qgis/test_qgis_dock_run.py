@@ -177,16 +177,18 @@ def test_nothing_found_adds_no_layer_and_says_so(plugin, qgis_iface, red_square_
     assert any("Nothing found for 'nothing'" in m for m in messages(qgis_iface, "Info"))
 
 
-def test_default_output_next_to_the_project_else_temp_with_a_warning(
+def test_default_output_next_to_the_project_else_a_temporary_layer(
     plugin, qgis_iface, red_square_tif, tmp_path, monkeypatch
 ) -> None:
-    """No output folder chosen: an unsaved project writes to a temp folder and warns; a saved
-    project writes next to its file (no warning); an existing result is never overwritten."""
+    """No output folder chosen: an unsaved project gets a temporary (memory) layer that QGIS
+    will not ask about on exit, nothing in the temp folder, and the dock says how to keep it;
+    a saved project writes next to its file; an existing result is never overwritten."""
     import tempfile
 
     from qgis.core import QgsProject
 
     from rs2sam_qgis.layer_input import output_path
+    from rs2sam_qgis.layers import SKIP_MEMORY_CHECK
 
     (tmp_path / "tmp").mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
@@ -195,12 +197,16 @@ def test_default_output_next_to_the_project_else_temp_with_a_warning(
     plugin.show_dock().layer_combo.setLayer(raster)
     assert plugin.dock.output_dir_widget.filePath() == ""  # default preferences
 
+    before = _layers()
     task = _run(plugin, "the red square", "standin:red")
     assert task.outcome is not None, plugin.dock.status_label.text()
-    first = Path(task.request.out_path)
-    assert first.parent == tmp_path / "tmp" / "rs2sam_results" and first.is_file()
-    warnings = messages(qgis_iface, "Warning")
-    assert any("not saved" in m and "rs2sam_results" in m for m in warnings), warnings
+    assert task.request.memory_layer
+    (added,) = [layer for key, layer in _layers().items() if key not in before]
+    assert added.providerType() == "memory" and added.featureCount() == 1
+    assert added.customProperty(SKIP_MEMORY_CHECK) == 1  # no "temporary layers" question
+    assert list((tmp_path / "tmp").iterdir()) == []  # nothing left in the temp folder
+    assert "Make Permanent" in plugin.dock.status_label.text()
+    assert messages(qgis_iface, "Warning") == []  # a normal result, not a warning
 
     (tmp_path / "project").mkdir()
     QgsProject.instance().setFileName(str(tmp_path / "project" / "p.qgz"))
@@ -208,13 +214,62 @@ def test_default_output_next_to_the_project_else_temp_with_a_warning(
     assert task.outcome is not None, plugin.dock.status_label.text()
     second = Path(task.request.out_path)
     assert second.parent == tmp_path / "project" and second.is_file()
-    assert len(messages(qgis_iface, "Warning")) == len(warnings)  # no new warning
-    assert first.is_file()  # the earlier result is untouched
+    assert not task.request.memory_layer
+    assert "Make Permanent" not in plugin.dock.status_label.text()
 
     taken = output_path(tmp_path / "project", "the red square")
     taken.write_bytes(b"earlier result")
     assert output_path(tmp_path / "project", "the red square") != taken
     assert taken.read_bytes() == b"earlier result"
+
+
+def test_stage_texts_during_a_run_and_unique_layer_names(
+    plugin, qgis_iface, red_square_tif, tmp_path, monkeypatch
+) -> None:
+    """The status line names each stage (the cold model load with a busy bar, tiles k of n,
+    vectorising, writing); the same query twice gives 'name' and 'name (2)'."""
+    from rs2sam_qgis.models import CACHE
+
+    CACHE.clear()
+    raster = _add_raster(red_square_tif)
+    _show_on_canvas(qgis_iface, raster)
+    dock = plugin.show_dock()
+    dock.layer_combo.setLayer(raster)
+    seen: list[tuple[str, str, int]] = []
+    real = dock.set_stage
+
+    def record(key: str, text: str) -> None:
+        real(key, text)
+        seen.append((key, dock.status_label.text(), dock.progress_bar.maximum()))
+
+    monkeypatch.setattr(dock, "set_stage", record)
+    names = []
+    for _ in range(2):
+        before = _layers()
+        task = _run(
+            plugin,
+            "the red square",
+            "standin:sleep:0.01:32",  # 32 px tiles: several tiles on the 64 px raster
+            extent_combo="layer",
+            output_dir_widget=tmp_path / "out",
+        )
+        assert task.outcome is not None, dock.status_label.text()
+        (added,) = [layer for key, layer in _layers().items() if key not in before]
+        names.append(added.name())
+    assert names == ["the red square [stand-in sleep:0.01:32]"] * 1 + [
+        "the red square [stand-in sleep:0.01:32] (2)"
+    ]
+    keys = [key for key, _text, _max in seen]
+    first_run = keys[: keys.index("write") + 1]
+    assert first_run[:2] == ["load", "read"] and first_run[-2:] == ["vectorize", "write"]
+    tiles = [text for key, text, _max in seen[: len(first_run)] if key == "tiles"]
+    n = len(tiles)
+    assert n >= 4 and tiles == [f"Segmenting: tile {k} of {n}…" for k in range(1, n + 1)]
+    load_text, load_max = seen[0][1], seen[0][2]
+    assert "first query" in load_text and load_max == 0  # busy bar while the model loads
+    assert seen[len(first_run)][1] == "Loading the model…"  # second run: cached
+    assert all(maximum == 100 for key, _t, maximum in seen if key != "load")
+    assert dock.progress_bar.maximum() == 100 and dock.progress_bar.value() == 100
 
 
 def test_cancel_adds_nothing_and_leaves_no_file(plugin, qgis_iface, tmp_path) -> None:
@@ -412,7 +467,7 @@ def test_bundled_weights_cold_then_warm_on_the_demo_geotiff(
     assert dock.checkpoint_widget.filePath() == ""  # default preferences: bundled weights
     expected_sha = card_weights_sha256()
     timings = []
-    for round_ in ("cold", "warm"):
+    for round_, name in (("cold", "buildings"), ("warm", "buildings (2)")):
         before = _layers()
         start = time.perf_counter()
         task = _run(
@@ -430,7 +485,8 @@ def test_bundled_weights_cold_then_warm_on_the_demo_geotiff(
         assert len(added) == 1
         result = added[0]
         assert result.crs() == raster.crs() and result.crs().authid() == "EPSG:26911"
-        assert result.name() == "buildings"  # no "random weights" / "stand-in" label
+        # no "random weights" / "stand-in" label; the second result gets a unique name
+        assert result.name() == name
         features = list(result.getFeatures())
         assert len(features) == task.outcome.polygons
         assert {f["model"] for f in features} == {"nano"}

@@ -34,10 +34,10 @@ def _bridge_handlers() -> list[logging.Handler]:
 
 def test_init_gui_then_unload_leaves_nothing_behind_twice(qgis_iface, clean_project) -> None:
     from qgis.core import QgsApplication
-    from qgis.PyQt.QtWidgets import QAction, QDockWidget
+    from qgis.PyQt.QtWidgets import QAction, QDockWidget, QToolBar
 
     import rs2sam_qgis
-    from rs2sam_qgis.plugin import ACTION_NAME
+    from rs2sam_qgis.plugin import ACTION_NAME, INSTALL_ACTION_NAME, TOOLBAR_NAME
 
     canvas = qgis_iface.mapCanvas()
     main = qgis_iface.mainWindow()
@@ -57,6 +57,9 @@ def test_init_gui_then_unload_leaves_nothing_behind_twice(qgis_iface, clean_proj
         assert registry.providerById("rs2sam") is not None
         assert registry.algorithmById("rs2sam:segmentbytext") is not None
         assert len(main.findChildren(QAction, ACTION_NAME)) == 1
+        assert len(main.findChildren(QAction, INSTALL_ACTION_NAME)) == 1
+        (toolbar,) = main.findChildren(QToolBar, TOOLBAR_NAME)
+        assert plugin.action in toolbar.actions()
         assert plugin.action.text() == "Segment by text"
         assert not plugin.action.icon().isNull()
         assert main.findChildren(QDockWidget, "Rs2SamSegmentDock") == []  # created on first use
@@ -70,6 +73,8 @@ def test_init_gui_then_unload_leaves_nothing_behind_twice(qgis_iface, clean_proj
         plugin.unload()
         _flush_deletes()
         assert main.findChildren(QAction, ACTION_NAME) == [], f"cycle {cycle}: action left"
+        assert main.findChildren(QAction, INSTALL_ACTION_NAME) == []
+        assert main.findChildren(QToolBar, TOOLBAR_NAME) == [], f"cycle {cycle}: toolbar"
         assert main.findChildren(QDockWidget, "Rs2SamSegmentDock") == [], f"cycle {cycle}: dock"
         assert registry.providerById("rs2sam") is None
         assert registry.algorithmById("rs2sam:segmentbytext") is None
@@ -82,10 +87,9 @@ def test_init_gui_then_unload_leaves_nothing_behind_twice(qgis_iface, clean_proj
     # every menu/toolbar addition was undone with the same (menu, action)
     added = [c.args for c in qgis_iface.addPluginToRasterMenu.call_args_list]
     removed = [c.args for c in qgis_iface.removePluginRasterMenu.call_args_list]
-    assert len(added) == 2 and added == removed
-    tb_added = [c.args for c in qgis_iface.addRasterToolBarIcon.call_args_list]
-    tb_removed = [c.args for c in qgis_iface.removeRasterToolBarIcon.call_args_list]
-    assert len(tb_added) == 2 and tb_added == tb_removed
+    # per cycle: "Segment by text" and "Install dependencies…"
+    assert len(added) == 4 and sorted(added, key=repr) == sorted(removed, key=repr)
+    assert qgis_iface.addRasterToolBarIcon.call_args_list == []  # own toolbar instead
 
 
 def test_unload_while_a_task_runs_cancels_it(plugin, red_square_tif) -> None:

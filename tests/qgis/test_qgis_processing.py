@@ -260,13 +260,49 @@ def test_processing_errors_are_reported_and_write_nothing(
             "Checkpoint file not found",
         ),
         ({"TEXT": "red", "MODEL_CONFIG": "standin:nonsense"}, "Unknown stand-in"),
+        (
+            {"TEXT": "red", "MODEL_CONFIG": "standin:red", "EXTENT": "0,10,0,10 [EPSG:32633]"},
+            "EXTENT does not overlap 'red_square'",
+        ),
     ]
     for params, expected in cases:
         feedback = Capture()
         with pytest.raises(QgsProcessingException):
             processing.run("rs2sam:segmentbytext", {**base, **params}, feedback=feedback)
         assert any(expected in e for e in feedback.errors), (expected, feedback.errors)
+        assert sum(e.count(expected) for e in feedback.errors) == 1, feedback.errors  # once
     assert not (tmp_path / "x.gpkg").exists()
+
+
+def test_processing_reports_stages_as_progress_text(provider, red_square_tif, tmp_path) -> None:
+    import processing
+    from qgis.core import QgsProcessingFeedback
+
+    class Capture(QgsProcessingFeedback):
+        def __init__(self):
+            super().__init__()
+            self.texts = []
+
+        def setProgressText(self, text):
+            self.texts.append(text)
+
+    feedback = Capture()
+    processing.run(
+        "rs2sam:segmentbytext",
+        {
+            "INPUT": str(red_square_tif),
+            "TEXT": "red",
+            "MODEL_CONFIG": "standin:sleep:0.01:32",  # several tiles
+            "OUTPUT": str(tmp_path / "o.gpkg"),
+        },
+        feedback=feedback,
+    )
+    texts = [t for t in feedback.texts if not t.startswith("Segmenting 'red'")]
+    assert texts[0].startswith("Loading the model")
+    assert "Reading the raster…" in texts
+    tiles = [t for t in texts if t.startswith("Segmenting: tile")]
+    assert len(tiles) == 1 and tiles[0].startswith("Segmenting: tile 1 of ")  # no flood
+    assert texts[-2:] == ["Vectorising the polygons…", "Writing the result…"]
 
 
 def test_algorithm_in_a_model(provider, red_square_tif, tmp_path) -> None:
@@ -352,3 +388,31 @@ def test_qgis_process_bin_runs_the_installed_plugin(
     assert layer.featureCount() == 1 and layer.crs().authid() == "EPSG:32633"
     # the vendored backend was used (the run's log names it)
     assert "standin" in next(layer.getFeatures())["model"]
+
+    # errors are printed once, in words (not "Incorrect parameter value"), nothing is written
+    for params, expected in (
+        (["TEXT="], "TEXT is empty: describe what to segment"),
+        (["TEXT=red", "EXTENT=0,10,0,10 [EPSG:32633]"], "EXTENT does not overlap"),
+    ):
+        bad = tmp_path / "bad.gpkg"
+        failed = subprocess.run(
+            [
+                QGIS_PROCESS,
+                "run",
+                "rs2sam:segmentbytext",
+                "--",
+                f"INPUT={red_square_tif}",
+                "MODEL_CONFIG=standin:red",
+                *params,
+                f"OUTPUT={bad}",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+            cwd=tmp_path,
+        )
+        output = failed.stdout + failed.stderr
+        assert failed.returncode != 0 and output.count(expected) == 1, output[-3000:]
+        assert "Incorrect parameter value" not in output and not bad.exists()
