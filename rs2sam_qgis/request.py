@@ -65,6 +65,7 @@ class SegmentRequest:
         aoi_crs: CRS of ``aoi_wkt`` (auth id or WKT); None = ``bbox_crs``.
         memory_layer: Load the result as a memory layer (``out_path`` is then a temp file).
         source_name: Written to the ``source`` field for provider reads (the layer name).
+        allow_large: Run even beyond the backend's planned limits (tiles / estimated time).
         gsd_m: Working ground resolution in m/px to resample to; None = the model's own
             (the checkpoint's ``gsd_m``, 1 m/px for the bundled weights).
     """
@@ -86,6 +87,7 @@ class SegmentRequest:
     memory_layer: bool = False
     source_name: str = ""
     gsd_m: float | None = None
+    allow_large: bool = False
 
 
 @dataclass(frozen=True)

@@ -157,6 +157,7 @@ def run_segmentation(
         "gsd_m": "auto" if request.gsd_m is None else request.gsd_m,
         "progress": backend_progress,
         "is_cancelled": cancelled,
+        "allow_large": request.allow_large,
         "stage": lambda key, done, total: say(key, stage_text(key, done, total)),
     }
     if request.aoi_wkt:  # selected polygons: the backend keeps only pixels inside them

@@ -21,6 +21,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
@@ -30,6 +31,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
     QgsProcessingParameterVectorDestination,
+    QgsProviderRegistry,
     QgsRasterLayer,
     QgsRectangle,
     QgsVectorFileWriter,
@@ -80,6 +82,7 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
     THREADS = "THREADS"
     PIXEL_SIZE = "PIXEL_SIZE"
     MODEL_CONFIG = "MODEL_CONFIG"
+    ALLOW_LARGE = "ALLOW_LARGE"
     OUTPUT = "OUTPUT"
     POLYGONS = "POLYGONS"
     AREA_M2 = "AREA_M2"
@@ -231,6 +234,14 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
         )
         pixel.setFlags(pixel.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(pixel)
+        large = QgsProcessingParameterBoolean(
+            self.ALLOW_LARGE,
+            tr("Allow large runs (more than 10,000 tiles or 4 h of estimated model time)"),
+            False,
+            True,
+        )
+        large.setFlags(large.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(large)
         # Hidden developer parameter: random-init registry config ("test-tiny") or a stand-in
         # ("standin:red") for tests and CI without weights. Not shown in any dialog.
         dev = QgsProcessingParameterString(
@@ -357,6 +368,7 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
             except InputProblem as exc:
                 raise QgsProcessingException(str(exc)) from exc
         self._destination = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        _refuse_input_as_output(self._destination, layer)
         self._tmp_dir = tempfile.mkdtemp(prefix="rs2sam_alg_")
         self._request = SegmentRequest(
             text=text,
@@ -375,6 +387,7 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
             aoi_wkt=aoi_wkt,
             aoi_crs=aoi_crs,
             gsd_m=self.parameterAsDouble(parameters, self.GSD, context) or None,
+            allow_large=self.parameterAsBool(parameters, self.ALLOW_LARGE, context),
         )
         return True
 
@@ -460,3 +473,19 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
                 )
             )
         result = None  # close
+
+
+def _refuse_input_as_output(destination: str, layer: QgsRasterLayer) -> None:
+    """OUTPUT must never be the input raster's file (Processing would delete it first).
+
+    The check itself is the backend's (``pipeline.plan.check_not_an_input``: links, case).
+    """
+    decoded = QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source())
+    inputs = [layer.source(), str(decoded.get("path") or "")]
+    path = destination.split("|", 1)[0]
+    if path.lower().startswith("ogr:"):
+        return  # a layer in a database connection: not a file
+    try:
+        backend_module("pipeline.plan").check_not_an_input(path, [i for i in inputs if i])
+    except backend_module("errors").OutputError as exc:
+        raise QgsProcessingException(str(exc)) from exc
