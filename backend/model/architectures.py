@@ -113,3 +113,12 @@ register_architecture(
         description="RS2-SAM 2 (union encoder + SAM 2 with BHFM adapters and the MPG)",
     )
 )
+register_architecture(
+    Architecture(
+        name="rs2sam2-official",
+        config_class="backend.model.official.config:OfficialConfig",
+        builder="backend.model.official.model:build_official_model",
+        description="Published RS2-SAM 2 layout (BEiT-3 union encoder + SAM 2.0 with the "
+        "paper's adapters), for the released weights",
+    )
+)
