@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import pickle
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -169,14 +168,17 @@ def _load_bin(file: Path) -> dict[str, torch.Tensor]:
     is_zip = zipfile.is_zipfile(file)
     try:
         state = torch.load(str(file), map_location="cpu", weights_only=True, mmap=is_zip)
-    except pickle.UnpicklingError as err:
+    except Exception as err:  # torch raises pickle.UnpicklingError, RuntimeError, EOFError, ...
+        if any(c.__name__ == "UnpicklingError" for c in type(err).__mro__):
+            raise CheckpointError(
+                f"{file} was refused: its pickle asks to run code or build objects that are not "
+                f"plain tensors ({str(err).splitlines()[0][:200]}). Weights are read with "
+                "torch.load(weights_only=True) only; use the release's model.safetensors if it "
+                "has one"
+            ) from None
         raise CheckpointError(
-            f"{file} was refused: its pickle asks to run code or build objects that are not "
-            f"plain tensors ({str(err).splitlines()[0][:200]}). Weights are read with "
-            "torch.load(weights_only=True) only; use the release's model.safetensors if it has one"
+            f"{file} is corrupt or not a PyTorch file ({type(err).__name__}: {err})"
         ) from None
-    except (RuntimeError, OSError, EOFError, ValueError) as err:
-        raise CheckpointError(f"{file} is corrupt or not a PyTorch file ({err})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(
