@@ -239,6 +239,11 @@ class RS2SAM2(nn.Module):
             "adapters": sum(p.numel() for p in self.adapter_parameters()),
         }
 
+    def describe_union(self) -> str:
+        """One line for reports: the union encoder."""
+        cfg = self.config
+        return f"{cfg.union_encoder}, {cfg.clip_model} @{cfg.clip_image_size} (g={self.grid_size})"
+
     # ------------------------------------------------------------------ preprocessing
     def tokenize(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Tokenise captions with the open_clip tokenizer.
