@@ -366,8 +366,12 @@ def build_official_model(
 
     Raises:
         ConfigError: Unknown name or an inconsistent config.
+        ResourceError: The parameters (+ 1 GiB for a forward pass) would not fit in the
+            device's free memory (checked on the meta device first, so it fails in about a
+            second instead of being killed).
     """
     from ..configs import get_model_config
+    from ..memory import check_fits, tensor_bytes
 
     cfg = get_model_config(config) if isinstance(config, str) else config
     if not isinstance(cfg, OfficialConfig):
@@ -383,6 +387,10 @@ def build_official_model(
         cfg = replace(cfg, tokenizer_bytes=len(tokenizer_model))
     dev = torch.device(device)
     on_meta = dev.type == "meta"
+    if not on_meta:
+        plan = build_official_model(cfg, device="meta", seed=None, tokenizer_model=tokenizer_model)
+        check_fits(tensor_bytes(plan) + 1024**3, dev, what=f"building {cfg.name}")
+        del plan
     with contextlib.ExitStack() as stack:
         if seed is not None:
             stack.enter_context(torch.random.fork_rng(devices=[]))

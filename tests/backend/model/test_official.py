@@ -312,6 +312,15 @@ def test_memory_check_fails_early(tmp_path, releases, monkeypatch):
     assert not out.exists()
 
 
+def test_too_little_memory_fails_early_with_a_clear_message(imported, monkeypatch):
+    monkeypatch.setenv("RS2SAM_MEMORY_LIMIT_GB", "1")
+    with pytest.raises(ResourceError, match=r"building official-large needs about 4\.\d GiB"):
+        load_segmenter(config="official-large", device="cpu")
+    monkeypatch.setenv("RS2SAM_MEMORY_LIMIT_GB", "0.001")
+    with pytest.raises(ResourceError, match="safetensors"):
+        load_segmenter(imported["safetensors"].out, device="cpu")
+
+
 def test_not_a_release(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "bert"}')
     with pytest.raises(CheckpointError, match="not an RS2-SAM 2"):
