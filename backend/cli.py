@@ -137,7 +137,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     seg.add_argument("--quiet", action="store_true", help="no progress bar")
     seg.add_argument("-v", "--verbose", action="store_true", help="log details")
+    seg.set_defaults(handler=_segment)
+
+    imp = sub.add_parser(
+        "import-official",
+        help="convert the published RS2-SAM 2 weights (a release folder) into one checkpoint",
+        description="Convert a folder of the published RS2-SAM 2 weights (ReeF2025/RS2-SAM2: "
+        "rrsisd/ or refseg/) into one self-describing .safetensors checkpoint that "
+        "--checkpoint, load_segmenter and the QGIS plugin take. Needs the [official] extra.",
+    )
+    imp.add_argument("folder", metavar="DIR", help="release folder with config.json and weights")
+    imp.add_argument("--out", required=True, metavar="FILE.safetensors", help="checkpoint")
+    imp.add_argument("--fp16", action="store_true", help="store float16 (half the file size)")
+    imp.add_argument(
+        "--gsd",
+        type=float,
+        default=None,
+        metavar="M",
+        help="working resolution in m/px stored with the model (default 0.5)",
+    )
+    imp.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    imp.add_argument("-v", "--verbose", action="store_true", help="log details")
+    imp.set_defaults(handler=_import_official)
     return parser
+
+
+def _import_official(args: argparse.Namespace) -> int:
+    from .model.official.importer import import_official
+
+    result = import_official(
+        args.folder, args.out, fp16=args.fp16, gsd_m=args.gsd, overwrite=args.overwrite
+    )
+    print(result.summary())
+    return EXIT_OK
 
 
 def _load_segmenter(args: argparse.Namespace) -> Any:
@@ -326,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.verbose:  # GDAL chatter would break the one-line error contract
                 rasterio_logger.setLevel(logging.CRITICAL)
                 warnings.filterwarnings("ignore", module="rasterio")
-            return _segment(args)
+            return args.handler(args)
     except Cancelled as exc:
         print(f"cancelled: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -27,6 +27,14 @@ REQUIRED: dict[str, str] = {
     "hydra": "hydra-core==1.3.8",
     "iopath": "iopath==0.1.10",
 }
+# optional: only the published RS2-SAM 2 weights (import-official) need them; installed with
+# --no-deps because torchscale pins old timm/fairscale that would replace the tested versions
+OPTIONAL: dict[str, str] = {
+    "torchscale": "torchscale==0.3.0",
+    "fairscale": "fairscale==0.4.13",
+    "einops": "einops>=0.6",
+    "sentencepiece": "sentencepiece==0.2.3",
+}
 SAM2_REQUIREMENT = "sam2==1.1.0"
 SAM2_MIN_NUMPY = (1, 24, 4)  # sam2 1.1.0 needs numpy >= 1.24.4
 NUMPY_1_PIN = "numpy>=1.24.4,<2"  # GDAL built for NumPy 1.x needs < 2
@@ -72,6 +80,8 @@ class DependencyReport:
         gdal_array_error: Why ``from osgeo import gdal_array`` failed ("" if it works).
         numpy_pin: The numpy requirement that keeps QGIS's GDAL bindings working.
         problems: One human-readable line per problem.
+        optional_missing: Packages of the published RS2-SAM 2 weights that are not installed
+            (not a problem: every other model runs without them).
     """
 
     missing: list[str] = field(default_factory=list)
@@ -79,6 +89,7 @@ class DependencyReport:
     gdal_array_error: str = ""
     numpy_pin: str = NUMPY_1_PIN
     problems: list[str] = field(default_factory=list)
+    optional_missing: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -105,6 +116,20 @@ class DependencyReport:
 
         return backend_plan(self, default_torch_variant()).shell_commands()
 
+    def optional_command(self) -> str:
+        """The command that adds the published-weights packages ("" when all are installed)."""
+        if not self.optional_missing:
+            return ""
+        import shlex
+
+        from .interpreter import qgis_python
+        from .private_site import deps_dir
+
+        reqs = " ".join(shlex.quote(OPTIONAL[n]) for n in self.optional_missing)
+        python = shlex.quote(qgis_python().path)
+        target = shlex.quote(str(deps_dir()))
+        return f"{python} -m pip install --no-deps --target {target} {reqs}"
+
     def message(self) -> str:
         """Multi-line text for the log: what is wrong, then how to fix it."""
         if self.ok:
@@ -125,6 +150,12 @@ class DependencyReport:
                 "The plugin never installs anything without being asked."
             )
         )
+        if self.optional_missing:
+            lines.append(
+                tr("Optional, for the published RS2-SAM 2 weights: {command}").format(
+                    command=self.optional_command()
+                )
+            )
         return "\n".join(lines)
 
 
@@ -145,6 +176,7 @@ def check_dependencies() -> DependencyReport:
     for name in ("torch", "sam2", "open_clip", *[n for n in REQUIRED if n not in ("torch",)]):
         if name not in report.missing and not _installed(name):
             report.missing.append(name)
+    report.optional_missing = [n for n in OPTIONAL if not _installed(n)]
     if report.missing:
         report.problems.append(
             tr("missing Python packages: {names}").format(names=", ".join(report.missing))

@@ -33,15 +33,20 @@ def measure(name: str, device: str, threads: int, runs: int, once: bool) -> dict
     import numpy as np
     import torch
 
-    from backend.model.rs2sam import build_model
+    from backend.model.architectures import architecture_of
+    from backend.model.configs import get_model_config
+    from backend.model.memory import check_fits, load_bytes
 
     torch.set_num_threads(threads)
-    counts_model = build_model(name, device="meta")  # counts without memory
+    config = get_model_config(name)
+    arch = architecture_of(config)
+    counts_model = arch.build(config, device="meta")  # counts without memory
     counts = counts_model.parameter_counts()
+    check_fits(load_bytes(counts_model), device, what=f"building {name}")  # fail early, not OOM
     del counts_model
 
     t0 = time.perf_counter()
-    model = build_model(name, device=device)
+    model = arch.build(config, device=device)
     build_s = time.perf_counter() - t0
     size = model.image_size
     image = np.random.default_rng(0).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
@@ -69,13 +74,11 @@ def measure(name: str, device: str, threads: int, runs: int, once: bool) -> dict
         forward()  # warm-up
         times = [forward() for _ in range(runs)]
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    cfg = model.config
     return {
         "name": name,
+        "architecture": arch.name,
         "image_size": size,
-        "clip": f"{cfg.clip_model} @{cfg.clip_image_size} (g={model.grid_size})",
-        "union": cfg.union_encoder,
-        "freeze_trunk": cfg.freeze_trunk,
+        "union_desc": model.describe_union(),
         **counts,
         "build_s": build_s,
         "forward_s": statistics.median(times),
@@ -102,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--once",
         nargs="*",
-        default=["base", "large"],
-        help="configs timed with a single cold run (default: base large)",
+        default=["base", "large", "official-large"],
+        help="configs timed with a single cold run (default: base large official-large)",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     from backend.model.configs import list_models
 
     names = args.configs or list_models()
-    order = {"test-tiny": 0, "nano": 1, "base": 2, "large": 3}
+    order = {"test-tiny": 0, "nano": 1, "base": 2, "large": 3, "official-tiny": 4}
     names = sorted(names, key=lambda n: order.get(n, 9))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(args.threads)}
     rows = []
@@ -150,10 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         "forward = preprocessing + model, batch 1, native size\n"
     )
     print(
-        "| config | input px | union encoder (CLIP) | params total | trainable | adapters "
+        "| config | input px | union encoder | params total | trainable | adapters "
         "| build s | forward s | peak RSS |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
+    parts = []
     for r in rows:
         timing = (
             f"{r['forward_s']:.2f} (1 cold run)"
@@ -161,11 +165,20 @@ def main(argv: list[str] | None = None) -> int:
             else f"{r['forward_s']:.3f} (median of {r['runs']})"
         )
         print(
-            f"| {r['name']} | {r['image_size']} | {r['union']}, {r['clip']} "
+            f"| {r['name']} | {r['image_size']} | {r['union_desc']} "
             f"| {_millions(r['total'])} | {_millions(r['trainable'])} "
             f"| {_millions(r['adapters'])} | {r['build_s']:.1f} | {timing} "
             f"| {r['peak_rss_gib']:.2f} GiB |"
         )
+        if isinstance(r.get("sam2"), int):
+            parts.append(
+                f"{r['name']}: union encoder {_millions(r['union'])}, SAM 2 without adapters "
+                f"{_millions(r['sam2'])}, adapters {_millions(r['adapters'])}, heads "
+                f"{_millions(r['heads'])}"
+            )
+    if parts:
+        print("\nparameters by part (published layout):")
+        print("\n".join(f"- {p}" for p in parts))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

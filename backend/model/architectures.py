@@ -39,8 +39,10 @@ class Architecture:
 
     Attributes:
         name: Registry key, stored in checkpoints.
-        config_class: ``"module:Class"`` of its config (a frozen dataclass with ``from_dict``).
-        builder: ``"module:function"`` building a random-init model:
+        config_class: ``".module:Class"`` of its config (a frozen dataclass with
+            ``from_dict``), relative to ``backend.model``.
+        builder: ``".module:function"`` (relative to ``backend.model``) building a random-init
+            model:
             ``builder(config, device=..., seed=...)`` (``device="meta"`` allocates nothing).
         description: One line for listings.
     """
@@ -101,15 +103,29 @@ def architecture_of(config: Any) -> Architecture:
 
 
 def _resolve(ref: str) -> Any:
+    """Import ``".module:attr"`` relative to this package.
+
+    Relative references keep a vendored copy of the backend (``rs2sam_qgis.libs.backend``)
+    on its own modules.
+    """
     module, _, attr = ref.partition(":")
-    return getattr(importlib.import_module(module), attr)
+    return getattr(importlib.import_module(module, package=__package__), attr)
 
 
 register_architecture(
     Architecture(
         name="rs2sam2",
-        config_class="backend.model.configs:ModelConfig",
-        builder="backend.model.rs2sam:build_model",
+        config_class=".configs:ModelConfig",
+        builder=".rs2sam:build_model",
         description="RS2-SAM 2 (union encoder + SAM 2 with BHFM adapters and the MPG)",
+    )
+)
+register_architecture(
+    Architecture(
+        name="rs2sam2-official",
+        config_class=".official.config:OfficialConfig",
+        builder=".official.model:build_official_model",
+        description="Published RS2-SAM 2 layout (BEiT-3 union encoder + SAM 2.0 with the "
+        "paper's adapters), for the released weights",
     )
 )

@@ -26,6 +26,7 @@ from torch import nn
 
 __all__ = [
     "AdaptedBlock",
+    "HieraAdapterBlock",
     "MLPAdapter",
     "SpaceAdapter",
     "TextFusion",
@@ -47,8 +48,8 @@ class TextState:
         self.text: torch.Tensor | None = None
         self.pad: torch.Tensor | None = None
 
-    def set(self, text: torch.Tensor, pad: torch.Tensor) -> None:
-        """Start a forward pass with ``text`` ``(B, L, C)`` and ``pad`` ``(B, L)``."""
+    def set(self, text: torch.Tensor, pad: torch.Tensor | None) -> None:
+        """Start a forward pass with ``text`` ``(B, L, C)`` and ``pad`` ``(B, L)`` (or None)."""
         self.text = text.float()
         self.pad = pad
 
@@ -128,26 +129,30 @@ class SpaceAdapter(nn.Module):
         return a + self.fc2(u).reshape(b, h, w, -1)
 
 
-class AdaptedBlock(nn.Module):
-    """A sam2 ``MultiScaleBlock`` with BHFM adapters; same sub-module names as the original.
+class HieraAdapterBlock(nn.Module):
+    """A sam2 ``MultiScaleBlock`` plus two adapters; same sub-module names as the original.
 
     Forward (model_spec §1.5): ``s = shortcut(x)``; ``a = WindowAttn(norm1(x))`` (with q-pool
-    at a stage change); ``a = SpaceAdapter(a, T)``; ``x = s + a``;
-    ``x = x + MLP(norm2(x)) + 0.5·MLPAdapter(norm2(x))``. With zero adapters (their initial
-    state) and no text state, the output equals the original block's exactly.
+    at a stage change); ``a = Space_Adapter(a, state)``; ``x = s + a``;
+    ``x = x + MLP(norm2(x)) + mlp_scale·MLP_Adapter(norm2(x))``. The adapters are given by the
+    subclass (ours: :class:`AdaptedBlock`; the published layout: ``backend.model.official``).
+
+    Args:
+        block: The sam2 block whose sub-modules are taken over.
+        state: The running text state shared by all blocks of the trunk.
+        space_adapter: ``module(a (B, H, W, dim_out), state) -> (B, H, W, dim_out)``.
+        mlp_adapter: ``module(y (B, H, W, dim_out)) -> (B, H, W, dim_out)``.
+        mlp_scale: Scale of the MLP adapter output.
     """
 
     def __init__(
         self,
         block: nn.Module,
         state: TextState,
+        space_adapter: nn.Module,
+        mlp_adapter: nn.Module,
         *,
-        text_dim: int,
-        ratio: float = 0.25,
-        heads: int = 4,
-        alpha: float = 0.2,
         mlp_scale: float = 0.5,
-        update_text: bool = True,
     ) -> None:
         super().__init__()
         # the original sub-modules, registered under their own names
@@ -162,11 +167,8 @@ class AdaptedBlock(nn.Module):
         self.mlp = block.mlp
         if self.dim != self.dim_out:
             self.proj = block.proj
-        hidden = max(heads, int(self.dim_out * ratio) // heads * heads)
-        self.Space_Adapter = SpaceAdapter(
-            self.dim_out, hidden, text_dim, heads, alpha, update_text=update_text
-        )
-        self.MLP_Adapter = MLPAdapter(self.dim_out, hidden)
+        self.Space_Adapter = space_adapter
+        self.MLP_Adapter = mlp_adapter
         self.mlp_scale = mlp_scale
         self._state = state  # plain attribute: shared, not a sub-module
 
@@ -197,6 +199,32 @@ class AdaptedBlock(nn.Module):
         x = shortcut + self.drop_path(x)
         y = self.norm2(x)
         return x + self.drop_path(self.mlp(y)) + self.mlp_scale * self.MLP_Adapter(y)
+
+
+class AdaptedBlock(HieraAdapterBlock):
+    """A sam2 ``MultiScaleBlock`` with our BHFM adapters (``SpaceAdapter``, ``MLPAdapter``).
+
+    With zero adapters (their initial state) and no text state, the output equals the original
+    block's exactly.
+    """
+
+    def __init__(
+        self,
+        block: nn.Module,
+        state: TextState,
+        *,
+        text_dim: int,
+        ratio: float = 0.25,
+        heads: int = 4,
+        alpha: float = 0.2,
+        mlp_scale: float = 0.5,
+        update_text: bool = True,
+    ) -> None:
+        dim_out = block.dim_out
+        hidden = max(heads, int(dim_out * ratio) // heads * heads)
+        space = SpaceAdapter(dim_out, hidden, text_dim, heads, alpha, update_text=update_text)
+        mlp = MLPAdapter(dim_out, hidden)
+        super().__init__(block, state, space, mlp, mlp_scale=mlp_scale)
 
 
 def add_adapters(
@@ -245,7 +273,7 @@ class TextFusion(nn.Module):
         image_embed: torch.Tensor,
         image_pe: torch.Tensor,
         text: torch.Tensor,
-        pad: torch.Tensor,
+        pad: torch.Tensor | None,
     ) -> torch.Tensor:
         """Fuse text into the image embedding.
 
@@ -253,7 +281,8 @@ class TextFusion(nn.Module):
             image_embed: ``(B, C, h, w)`` 1/16 image embedding.
             image_pe: ``(1, C, h, w)`` dense positional encoding.
             text: ``(B, L, C)`` projected text features.
-            pad: ``(B, L)`` bool, True at padding.
+            pad: ``(B, L)`` bool, True at padding; None attends to every text token (the
+                published model's behaviour).
 
         Returns:
             ``(B, C, h, w)``.

@@ -9,11 +9,13 @@ Registry (see :func:`list_models`):
   its Hiera trunk is trainable (``freeze_trunk=False``) because no pretrained weights fit it.
 * ``base``: SAM 2.1 Hiera-S at 1024 px with an open_clip ViT-B-16 union encoder (one GPU).
 * ``large``: SAM 2.1 Hiera-L at 1024 px with ViT-L-14, paper scale (≈30 M adapter parameters).
+* ``official-large`` / ``official-tiny``: the published RS2-SAM 2 module layout (BEiT-3 +
+  SAM 2.0 Hiera-L, architecture ``rs2sam2-official``; see :mod:`backend.model.official`).
 
 Example:
     >>> from backend.model.configs import get_model_config, list_models
     >>> list_models()
-    ['base', 'large', 'nano', 'test-tiny']
+    ['base', 'large', 'nano', 'official-large', 'official-tiny', 'test-tiny']
     >>> get_model_config("nano", image_size=320).image_size
     320
 """
@@ -194,33 +196,7 @@ class ModelConfig:
 
     def _check_types_and_bounds(self) -> None:
         """Types of every field and :data:`LIMITS`; registered SAM 2 / open_clip names only."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
-            if kind.startswith("float"):
-                ok = value is None if "None" in kind else False
-                ok = ok or (
-                    isinstance(value, int | float)
-                    and not isinstance(value, bool)
-                    and math.isfinite(value)
-                )
-            elif kind == "int":
-                ok = isinstance(value, int) and not isinstance(value, bool)
-            elif kind == "bool":
-                ok = isinstance(value, bool)
-            else:
-                ok = isinstance(value, str)
-            if not ok:
-                raise ConfigError(
-                    f"{self.name}: {f.name} must be {kind}, got {type(value).__name__} {value!r}"
-                )
-            if f.name in LIMITS and value is not None:
-                lo, hi = LIMITS[f.name]
-                if not lo <= value <= hi:
-                    raise ConfigError(
-                        f"{self.name}: {f.name}={value!r} is outside the supported range "
-                        f"[{lo:g}, {hi:g}]; the checkpoint is damaged or not for this backend"
-                    )
+        check_field_types(self, LIMITS)
         if self.sam2_yaml not in SAM2_ARCHS:
             raise ConfigError(
                 f"{self.name}: unknown SAM 2 architecture {self.sam2_yaml[:80]!r}; known: "
@@ -258,11 +234,51 @@ class ModelConfig:
             raise ConfigError(f"model_config is incomplete: {err}") from None
 
 
-_MODEL_CONFIGS: dict[str, ModelConfig] = {}
+def check_field_types(config: Any, limits: dict[str, tuple[float, float]]) -> None:
+    """Check every dataclass field of ``config`` against its annotation and ``limits``.
+
+    Annotations understood: ``int``, ``float``, ``float | None``, ``bool``, ``str`` (a config
+    from a checkpoint header is untrusted: a wrong type or an out-of-range size is refused
+    before anything is built).
+
+    Raises:
+        ConfigError: Naming the field, the value and the allowed range.
+    """
+    name = getattr(config, "name", "?")
+    for f in fields(config):
+        value = getattr(config, f.name)
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+        if kind.startswith("float"):
+            ok = value is None if "None" in kind else False
+            ok = ok or (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+            )
+        elif kind == "int":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif kind == "bool":
+            ok = isinstance(value, bool)
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            raise ConfigError(
+                f"{name}: {f.name} must be {kind}, got {type(value).__name__} {value!r}"
+            )
+        if f.name in limits and value is not None:
+            lo, hi = limits[f.name]
+            if not lo <= value <= hi:
+                raise ConfigError(
+                    f"{name}: {f.name}={value!r} is outside the supported range "
+                    f"[{lo:g}, {hi:g}]; the checkpoint is damaged or not for this backend"
+                )
 
 
-def register_model_config(config: ModelConfig) -> ModelConfig:
-    """Add ``config`` to the registry under ``config.name``.
+_MODEL_CONFIGS: dict[str, Any] = {}
+
+
+def register_model_config(config: Any) -> Any:
+    """Add ``config`` (a config of any registered architecture) under ``config.name``.
 
     Raises:
         ConfigError: If the name is taken.
@@ -278,8 +294,11 @@ def list_models() -> list[str]:
     return sorted(_MODEL_CONFIGS)
 
 
-def get_model_config(name: str, **overrides: Any) -> ModelConfig:
+def get_model_config(name: str, **overrides: Any) -> Any:
     """Return the config registered as ``name``, with fields replaced by ``overrides``.
+
+    The config is a :class:`ModelConfig` or the config class of another registered
+    architecture (``OfficialConfig`` for ``official-*``).
 
     Raises:
         ConfigError: If ``name`` is not registered (the message lists the valid names) or
@@ -374,3 +393,6 @@ register_model_config(
         description="Paper scale: SAM 2.1 Hiera-L @1024 + open_clip ViT-L-14 (early fusion)",
     )
 )
+
+# the published RS2-SAM 2 layout (architecture "rs2sam2-official"): official-large, official-tiny
+from .official import config as _official_config  # noqa: E402, F401

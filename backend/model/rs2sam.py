@@ -239,6 +239,11 @@ class RS2SAM2(nn.Module):
             "adapters": sum(p.numel() for p in self.adapter_parameters()),
         }
 
+    def describe_union(self) -> str:
+        """One line for reports: the union encoder."""
+        cfg = self.config
+        return f"{cfg.union_encoder}, {cfg.clip_model} @{cfg.clip_image_size} (g={self.grid_size})"
+
     # ------------------------------------------------------------------ preprocessing
     def tokenize(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Tokenise captions with the open_clip tokenizer.
@@ -317,25 +322,9 @@ class RS2SAM2(nn.Module):
         """
         self.text_state.set(text_feat, text_pad)
         try:
-            backbone_out = self.image_encoder(images)
+            return sam_image_features(self, images)
         finally:
             self.text_state.clear()
-        fpn = list(backbone_out["backbone_fpn"])
-        # SAM2Base.forward_image: precompute the decoder's high-res projections
-        fpn[0] = self.sam_mask_decoder.conv_s0(fpn[0])
-        fpn[1] = self.sam_mask_decoder.conv_s1(fpn[1])
-        # SAM2Base._prepare_backbone_features + set_image: flatten, add no_mem_embed, unflatten;
-        # sizes come from the feature maps themselves (not a 1024-px table)
-        levels = fpn[-3:]
-        sizes = [(f.shape[-2], f.shape[-1]) for f in levels]
-        flat = [f.flatten(2).permute(2, 0, 1) for f in levels]  # (HW, B, C)
-        if self.directly_add_no_mem_embed:
-            flat[-1] = flat[-1] + self.no_mem_embed
-        batch = images.shape[0]
-        feats = [
-            f.permute(1, 2, 0).reshape(batch, -1, *s) for f, s in zip(flat, sizes, strict=False)
-        ]
-        return feats[-1], feats[:-1]
 
     def forward(
         self, inputs: ModelInputs, *, output_size: tuple[int, int] | None = None
@@ -422,6 +411,39 @@ class RS2SAM2(nn.Module):
     def adapted_blocks(self) -> list[AdaptedBlock]:
         """The Hiera blocks, each wrapped with its adapters (empty when ``use_bhfm`` is False)."""
         return [b for b in self.image_encoder.trunk.blocks if isinstance(b, AdaptedBlock)]
+
+
+def sam_image_features(
+    model: nn.Module, images: torch.Tensor
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """SAM 2 image path as ``SAM2ImagePredictor.set_image`` prepares it (no text handling).
+
+    ``model`` holds SAM 2's ``image_encoder``, ``sam_mask_decoder``, ``no_mem_embed`` and
+    ``directly_add_no_mem_embed`` (both RS2-SAM 2 architectures do). Feature sizes come from
+    the feature maps themselves, not from a 1024-px table.
+
+    Args:
+        model: The model.
+        images: ``(B, 3, S, S)`` ImageNet-normalised.
+
+    Returns:
+        ``image_embed`` ``(B, C, S/16, S/16)`` (with ``no_mem_embed`` added) and the high-res
+        features ``[(B, C/8, S/4, S/4), (B, C/4, S/8, S/8)]``.
+    """
+    backbone_out = model.image_encoder(images)
+    fpn = list(backbone_out["backbone_fpn"])
+    # SAM2Base.forward_image: precompute the decoder's high-res projections
+    fpn[0] = model.sam_mask_decoder.conv_s0(fpn[0])
+    fpn[1] = model.sam_mask_decoder.conv_s1(fpn[1])
+    # SAM2Base._prepare_backbone_features + set_image: flatten, add no_mem_embed, unflatten
+    levels = fpn[-3:]
+    sizes = [(f.shape[-2], f.shape[-1]) for f in levels]
+    flat = [f.flatten(2).permute(2, 0, 1) for f in levels]  # (HW, B, C)
+    if model.directly_add_no_mem_embed:
+        flat[-1] = flat[-1] + model.no_mem_embed
+    batch = images.shape[0]
+    feats = [f.permute(1, 2, 0).reshape(batch, -1, *s) for f, s in zip(flat, sizes, strict=False)]
+    return feats[-1], feats[:-1]
 
 
 @contextlib.contextmanager

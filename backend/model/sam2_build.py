@@ -26,7 +26,7 @@ from torch import nn
 from ..errors import ConfigError
 from .configs import SAM2_ARCHS, ModelConfig
 
-__all__ = ["ALLOWED_TARGETS", "build_from_node", "load_sam2_yaml"]
+__all__ = ["ALLOWED_TARGETS", "build_from_node", "load_sam2_yaml", "sam2_description"]
 
 ALLOWED_TARGETS: frozenset[str] = frozenset(
     {
@@ -49,11 +49,12 @@ ALLOWED_TARGETS: frozenset[str] = frozenset(
 _SCALARS = (bool, int, float, str, type(None))
 
 
-def load_sam2_yaml(config: ModelConfig) -> dict[str, Any]:
-    """The ``model`` node of the registered SAM 2 architecture, ``image_size`` from ``config``.
+def sam2_description(key: str, *, name: str = "model") -> dict[str, Any]:
+    """The ``model`` node of the registered SAM 2 architecture ``key``, as the file has it.
 
     Args:
-        config: Its ``sam2_yaml`` must be a key of :data:`SAM2_ARCHS` (checked by the config).
+        key: A key of :data:`SAM2_ARCHS`.
+        name: The config name, for messages.
 
     Returns:
         A plain ``dict`` (``yaml.safe_load``: no tags, no objects).
@@ -64,23 +65,38 @@ def load_sam2_yaml(config: ModelConfig) -> dict[str, Any]:
     import yaml
 
     try:
-        package, relative = SAM2_ARCHS[config.sam2_yaml]
+        package, relative = SAM2_ARCHS[key]
     except (KeyError, TypeError):
         raise ConfigError(
-            f"{config.name}: unknown SAM 2 architecture {config.sam2_yaml!r}; "
-            f"known: {', '.join(sorted(SAM2_ARCHS))}"
+            f"{name}: unknown SAM 2 architecture {key!r}; known: {', '.join(sorted(SAM2_ARCHS))}"
         ) from None
     path = resources.files(package).joinpath(*relative.split("/"))
     if not path.is_file():
         raise ConfigError(
-            f"{config.name}: the description of SAM 2 architecture {config.sam2_yaml!r} is "
+            f"{name}: the description of SAM 2 architecture {key!r} is "
             f"missing ({package}/{relative}); reinstall the package that ships it"
         )
     document = _yaml12_floats(yaml.safe_load(path.read_text(encoding="utf-8")))
     node = document.get("model") if isinstance(document, dict) else None
     if not isinstance(node, dict):
         raise ConfigError(f"{package}/{relative} has no 'model' mapping")
-    node = dict(node)
+    return dict(node)
+
+
+def load_sam2_yaml(config: ModelConfig) -> dict[str, Any]:
+    """The ``model`` node of the registered SAM 2 architecture, ``image_size`` from ``config``.
+
+    Args:
+        config: A model config (any architecture) whose ``sam2_yaml`` is a key of
+            :data:`SAM2_ARCHS` (checked by the config).
+
+    Returns:
+        A plain ``dict`` (``yaml.safe_load``: no tags, no objects).
+
+    Raises:
+        ConfigError: If the architecture is not registered or its description is missing.
+    """
+    node = sam2_description(config.sam2_yaml, name=config.name)
     node["image_size"] = config.image_size
     return node
 

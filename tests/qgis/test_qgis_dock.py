@@ -269,3 +269,24 @@ def test_dependency_report_for_numpy2_with_gdal_built_for_numpy1(monkeypatch) ->
     assert any("built for NumPy 1.x" in p for p in report.problems)
     commands = "\n".join(report.install_commands())
     assert "-m pip install" in commands and "'numpy>=1.24.4,<2'" in commands
+
+
+def test_missing_published_weights_packages_are_named_but_optional(monkeypatch) -> None:
+    """torchscale/sentencepiece only serve the published weights: named, never blocking."""
+    import rs2sam_qgis.deps as deps
+
+    real = deps._installed
+    optional = {"torchscale", "sentencepiece"}
+    monkeypatch.setattr(deps, "_installed", lambda name: name not in optional and real(name))
+    report = deps.check_dependencies()
+    assert set(report.optional_missing) == optional
+    assert "torchscale==0.3.0" in report.optional_command()
+    assert "--no-deps" in report.optional_command()
+    assert report.ok == (not report.problems)
+    monkeypatch.setattr(
+        deps, "_installed", lambda name: name not in optional | {"sam2"} and real(name)
+    )
+    report = deps.check_dependencies()
+    assert not report.ok
+    assert "published RS2-SAM 2 weights" in report.message()
+    assert "sentencepiece==0.2.3" in report.message()

@@ -38,8 +38,9 @@ def test_pruned_fp16_checkpoint_loads_as_float32(tmp_path):
     import copy
 
     path = tmp_path / "half.safetensors"
-    save_checkpoint(copy.deepcopy(build_model("test-tiny")).half(), path,
-                    keep_rows={KEY: torch.arange(10)})
+    save_checkpoint(
+        copy.deepcopy(build_model("test-tiny")).half(), path, keep_rows={KEY: torch.arange(10)}
+    )
     model = load_checkpoint(path).model
     assert {p.dtype for p in model.parameters()} == {torch.float32}
 
@@ -65,7 +66,11 @@ def test_unknown_words_are_the_words_with_pruned_token_rows(tmp_path):
     save_checkpoint(model, path, keep_rows={KEY: keep})
     seg = load_segmenter(path, device="cpu")
     assert seg.unknown_words("the buildings on the left") == ["on"]
-    assert seg.unknown_words("The LAKE, the road and the lake's shore") == ["lake", "and",
-                                                                          "lake's", "shore"]
+    assert seg.unknown_words("The LAKE, the road and the lake's shore") == [
+        "lake",
+        "and",
+        "lake's",
+        "shore",
+    ]
     assert seg.unknown_words("the road") == []
     assert build_model("test-tiny").unknown_words("the lake") == []  # full table: unknown

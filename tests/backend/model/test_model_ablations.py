@@ -60,9 +60,7 @@ def test_no_mpg_dense_uses_the_no_mask_embedding(images):
     assert model.mpg is None and not any(n.startswith("mpg.") for n, _ in model.named_parameters())
     emb = model.sam_prompt_encoder.no_mask_embed.weight
     assert emb.requires_grad  # it is now the (learned) dense prompt
-    assert not any(
-        p.requires_grad for p in model.sam_prompt_encoder.mask_downscaling.parameters()
-    )
+    assert not any(p.requires_grad for p in model.sam_prompt_encoder.mask_downscaling.parameters())
     out = _train_step(model, images)
     assert out.logits.shape == (2, 1, 128, 128)
     assert torch.count_nonzero(out.pseudo_mask) == 0 and out.pseudo_mask.shape[:2] == (2, 1)
@@ -78,8 +76,8 @@ def test_no_mpg_dense_uses_the_no_mask_embedding(images):
 
 
 @pytest.mark.parametrize(
-    "overrides", [{"use_bhfm": False}, {"use_mpg_dense": False}, {"use_bhfm": False,
-                                                                   "use_mpg_dense": False}]
+    "overrides",
+    [{"use_bhfm": False}, {"use_mpg_dense": False}, {"use_bhfm": False, "use_mpg_dense": False}],
 )
 def test_every_trainable_parameter_gets_a_gradient(overrides, images):
     model = build_model(get_model_config("test-tiny", **overrides))

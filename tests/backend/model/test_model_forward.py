@@ -259,7 +259,8 @@ def test_prepare_inputs_rejects_bad_input(tiny, images, texts, match):
 
 
 def test_unknown_config_name():
-    with pytest.raises(ConfigError, match="valid names: base, large, nano, test-tiny"):
+    names = "valid names: base, large, nano, official-large, official-tiny, test-tiny"
+    with pytest.raises(ConfigError, match=names):
         build_model("test-tiny-typo")
 
 

@@ -105,7 +105,8 @@ def test_long_text_is_truncated_with_warning(seg, images, caplog):
 
 
 def test_unknown_config():
-    with pytest.raises(ConfigError, match="'nope'.*base, large, nano, test-tiny"):
+    names = "'nope'.*base, large, nano, official-large, official-tiny, test-tiny"
+    with pytest.raises(ConfigError, match=names):
         load_segmenter(config="nope")
 
 
