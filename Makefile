@@ -60,13 +60,16 @@ train: setup  ## make train CONFIG=training/configs/X.yaml NPROC=2 ARGS="key=val
 eval: setup  ## make eval CHECKPOINT=path DATASET=refsegrs ROOT=dir SPLIT=val ARGS="--by-type --mode native"
 	$(PY) -m training eval --checkpoint $(CHECKPOINT) --dataset $(DATASET) --root $(ROOT) --split $(SPLIT) $(ARGS)
 
-data: setup data_gen/nwpu/stats.json data_gen/dubai/stats.json  ## generate the NWPU and Dubai referring sets into data_gen/ (seeded; kept when present)
+data: setup data_gen/nwpu/stats.json data_gen/dubai/stats.json data_gen/packed/nwpu/pack_info.json data_gen/packed/dubai/pack_info.json  ## generate the NWPU and Dubai referring sets into data_gen/ (seeded; kept when present) and their packed shards (data_gen/packed/, ~32 MB)
 
 data_gen/nwpu/stats.json:
 	$(PY) -m training build-refer --source nwpu --root $(DATA_SRC)/nwpu_vhr10 --out data_gen/nwpu --seed 0
 
 data_gen/dubai/stats.json:
 	$(PY) -m training build-refer --source dubai --root $(DATA_SRC)/dubai_aerial_semseg --out data_gen/dubai --seed 0
+
+data_gen/packed/%/pack_info.json: data_gen/%/stats.json
+	$(PY) -m training pack --root data_gen/$* --out data_gen/packed/$* --overwrite
 
 bench: setup  ## speed/memory benchmarks; prints a table, writes bench_out/bench.json
 	$(PY) -m bench --out bench_out --doc docs/benchmarks.md

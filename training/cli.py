@@ -1,4 +1,4 @@
-r"""``python -m training {train,eval,export,build-refer}`` (contract §3).
+r"""``python -m training {train,eval,export,build-refer,pack}`` (contract §3).
 
 Exit status 0 on success and 2 on a user error (bad config, unknown key, missing data, bad
 checkpoint), with one line on stderr naming the bad value and the fix, and no traceback.
@@ -12,6 +12,7 @@ Examples::
     python -m training export --checkpoint runs/nano/last.pt --out nano.safetensors
     python -m training build-refer --source nwpu --root ../shared/data/nwpu_vhr10 \\
         --out data_gen/nwpu --seed 0
+    python -m training pack --root data_gen/nwpu --out data_gen/packed/nwpu
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="score a checkpoint; prints one JSON line (values x100)")
     e.add_argument("--checkpoint", required=True, help=".safetensors (inference) or .pt (run)")
-    e.add_argument("--dataset", required=True, help="refsegrs (also generated sets) | rrsisd")
+    e.add_argument("--dataset", required=True,
+                   help="refsegrs (also generated sets) | rrsisd | packed (their shards)")
     e.add_argument("--root", required=True, help="data set folder")
     e.add_argument("--split", required=True, choices=("train", "val", "test"))
     e.add_argument("--by-type", action="store_true", help="add per-expression-type metrics")
@@ -74,6 +76,16 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--val-phrasings", type=int, default=1, help="texts per target (val)")
     b.add_argument("--limit-images", type=int, default=None, help="first N images per split")
     b.add_argument("--overwrite", action="store_true")
+
+    k = sub.add_parser("pack", help="a RefSegRS-layout set -> packed shards (training.data.packed)")
+    k.add_argument("--root", required=True, help="the set's folder, e.g. data_gen/nwpu")
+    k.add_argument("--out", required=True, help="output folder, e.g. data_gen/packed/nwpu")
+    k.add_argument("--train-max-side", type=int, default=384,
+                   help="longest side of the stored train images (px)")
+    k.add_argument("--eval-size", type=int, default=256,
+                   help="side of the stored val / test images and masks (the network input)")
+    k.add_argument("--quality", type=int, default=80, help="WebP quality of the images")
+    k.add_argument("--overwrite", action="store_true")
     return p
 
 
@@ -92,7 +104,7 @@ def _load_eval_model(path: Path, device: Any) -> tuple[Any, dict[str, Any]]:
     if path.suffix == ".pt":
         from backend.model.configs import ModelConfig
         from backend.model.rs2sam import build_model
-        from training.loop import load_training_checkpoint
+        from training.checkpoints import load_training_checkpoint
 
         ck = load_training_checkpoint(path)
         if is_baseline(ck["model_config"]):
@@ -109,9 +121,10 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from backend.errors import InputError
+    from training.components import resolve_train_device
     from training.data.datasets import EvalSet, Source, open_dataset, subset_indices
     from training.dist import cleanup, init_distributed
-    from training.loop import evaluate, resolve_train_device
+    from training.evaluation import evaluate
     from training.metrics import round_metrics
 
     if args.threads:
@@ -122,6 +135,9 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     if not ckpt.is_file():
         raise InputError(f"--checkpoint {str(ckpt)!r} does not exist")
     ds = open_dataset(args.dataset, args.root, args.split)
+    if args.mode == "native" and getattr(ds, "paper_only", False):
+        raise InputError(f"{args.root!r} is a packed {args.split} split: its masks are stored "
+                         "at the network size only; use --mode paper or the folder layout")
     device = resolve_train_device(args.device)
     info = init_distributed(device.type)
     try:
@@ -141,8 +157,8 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_export(args: argparse.Namespace) -> str:
     """Export a training checkpoint; returns the weights' sha256."""
     from backend.errors import OutputError
+    from training.checkpoints import TrainState, export_inference, load_training_checkpoint
     from training.config import load_train_config
-    from training.loop import TrainState, export_inference, load_training_checkpoint
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
@@ -191,6 +207,15 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(cmd_eval(args)))
         elif args.command == "export":
             print(f"wrote {args.out} (weights sha256 {cmd_export(args)})")
+        elif args.command == "pack":
+            from training.data.packed import pack_refsegrs
+
+            info = pack_refsegrs(args.root, args.out, train_max_side=args.train_max_side,
+                                 eval_size=args.eval_size, quality=args.quality,
+                                 overwrite=args.overwrite)
+            print(f"wrote {args.out}: {info['bytes'] / 1e6:.1f} MB; "
+                  + ", ".join(f"{s} {d['lines']} lines / {d['images']} images"
+                              for s, d in info["splits"].items()))
         else:
             stats = cmd_build_refer(args)
             for split in ("train", "val"):

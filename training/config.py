@@ -14,7 +14,7 @@ from typing import Any
 from backend.errors import ConfigError
 from training.losses import LossConfig
 
-DATASET_FORMATS = ("refsegrs", "rrsisd", "synthetic")
+DATASET_FORMATS = ("refsegrs", "rrsisd", "synthetic", "packed")
 SCHEDULES = ("constant", "step", "cosine", "linear")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 EVAL_MODES = ("paper", "native")
@@ -31,7 +31,8 @@ class DataSetConfig:
     """One data set in the mix.
 
     Attributes:
-        format: ``refsegrs`` (also every generated set), ``rrsisd`` or ``synthetic``.
+        format: ``refsegrs`` (also every generated set), ``rrsisd``, ``synthetic`` or
+            ``packed`` (a generated set's shards, ``python -m training pack``).
         root: Data folder (relative paths are relative to the working directory).
         tag: Name in logs and metrics; default: the folder name (or the format).
         train_split: Split used for training ("" = not trained on).

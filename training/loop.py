@@ -15,14 +15,11 @@ seeded by ``(seed, epoch, index)``, so a resumed run replays the same batches.
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import logging
 import math
-import os
 import random
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,152 +27,41 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, Sampler, Subset
 
-from backend.errors import CheckpointError, ConfigError, InputError
+from backend.errors import ConfigError
+from training.checkpoints import (
+    TrainState,
+    export_inference,
+    gather_rng,
+    load_training_checkpoint,
+    save_training_checkpoint,
+    set_rng_state,
+)
+from training.components import (
+    build_train_set,
+    build_training_model,
+    build_val_sets,
+    curriculum_types,
+    epoch_loader,
+    lr_factor,
+    make_optimizer,
+    resolve_train_device,
+)
 from training.config import TrainConfig, config_to_yaml
-from training.data.datasets import EvalSet, Source, TrainSet, collate, open_dataset, subset_indices
+from training.data.datasets import EvalSet, TrainSet
 from training.dist import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed
+from training.evaluation import autocast_for, evaluate, val_score
 from training.losses import ReferringLoss
-from training.metrics import GroupedIoU, predictions
+from training.run_logs import TRAIN_LOG_FIELDS, VAL_LOG_FIELDS, CsvLog, plot_curves
 
 logger = logging.getLogger(__name__)
 
-TRAIN_LOG_FIELDS = ("epoch", "step", "global_step", "samples", "loss", "bce", "dice", "boundary",
-                    "lr_base", "lr_new", "samples_per_s", "elapsed_s")
-VAL_LOG_FIELDS = ("epoch", "global_step", "set", "group", "oIoU", "mIoU", "Pr@0.5", "Pr@0.6",
-                  "Pr@0.7", "Pr@0.8", "Pr@0.9", "n", "score")
-
-
-@dataclass
-class TrainState:
-    """Progress counters saved in every training checkpoint."""
-
-    epoch: int = 0  # completed epochs
-    step_in_epoch: int = 0  # optimiser steps done in the current (incomplete) epoch
-    global_step: int = 0
-    samples: int = 0
-    best_score: float = -math.inf
-    best_epoch: int = -1
-    elapsed_s: float = 0.0
-
-
-# ----------------------------------------------------------------------------------- building
-def resolve_train_device(name: str) -> torch.device:
-    """``auto`` -> CUDA if available, else CPU (MPS is not used for training)."""
-    from backend.model.segmenter import resolve_device
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return resolve_device(name)
-
-
-def build_training_model(cfg: TrainConfig, device: torch.device) -> nn.Module:
-    """Build the model of ``cfg`` (random init seeded by ``cfg.seed``) and load initial weights."""
-    from backend.model.checkpoint import (
-        load_open_clip_weights,
-        load_sam2_weights,
-        load_state_dict_checked,
-        read_checkpoint,
-    )
-    from backend.model.configs import get_model_config
-    from backend.model.rs2sam import build_model
-    from training.baselines import build_baseline, is_baseline
-
-    if is_baseline(cfg.model):  # ablation baselines (training/baselines), random init
-        return build_baseline(cfg.model, cfg.model_overrides, seed=cfg.seed).to(device)
-    mcfg = get_model_config(cfg.model, **dict(cfg.model_overrides))
-    model = build_model(mcfg, device="cpu", seed=cfg.seed)
-    if cfg.sam2_weights:
-        logger.info("%s", load_sam2_weights(model, cfg.sam2_weights, strict=False).format())
-    if cfg.clip_weights:
-        logger.info("%s", load_open_clip_weights(model, cfg.clip_weights, strict=False).format())
-    if cfg.init_checkpoint:
-        state, ck_cfg, _meta, _sha = read_checkpoint(Path(cfg.init_checkpoint))
-        if ck_cfg.to_dict() != mcfg.to_dict():
-            logger.warning("init_checkpoint was trained as %r; loading into %r", ck_cfg.name,
-                           mcfg.name)
-        load_state_dict_checked(model, state, source=cfg.init_checkpoint)
-    model.apply_freezing()
-    return model.to(device)
-
-
-def _sources(cfg: TrainConfig, split_attr: str) -> list[tuple[Source, Any]]:
-    out = []
-    for ds_cfg in cfg.data.sets:
-        split = getattr(ds_cfg, split_attr)
-        if not split:
-            continue
-        ds = open_dataset(ds_cfg.format, ds_cfg.root, split,
-                          synthetic_samples=ds_cfg.synthetic_samples,
-                          synthetic_size_px=ds_cfg.synthetic_size_px, seed=cfg.seed)
-        out.append((Source(ds_cfg.tag, ds, ds_cfg.repeat), ds_cfg))
-    return out
-
-
-def build_train_set(cfg: TrainConfig, image_size: int) -> TrainSet:
-    """The training mix of ``cfg.data.sets``."""
-    pairs = _sources(cfg, "train_split")
-    if not pairs:
-        raise ConfigError("no data set has a train_split: nothing to train on")
-    return TrainSet([s for s, _ in pairs], image_size, cfg.augment, cfg.seed,
-                    limits=[c.max_train_samples for _, c in pairs],
-                    types=[list(c.types) for _, c in pairs])
-
-
-def build_val_sets(cfg: TrainConfig, image_size: int) -> list[EvalSet]:
-    """One evaluation view per data set with a val_split (fixed subsets where capped)."""
-    out = []
-    for src, c in _sources(cfg, "val_split"):
-        pool = list(range(len(src.dataset)))
-        if c.val_types:
-            keep = set(c.val_types)
-            pool = [i for i in pool if src.dataset.records[i].expr_type in keep]
-            if not pool:
-                raise ConfigError(f"data set {c.tag!r}: no val samples of types {c.val_types}")
-        out.append(EvalSet(src, image_size,
-                           [pool[k] for k in subset_indices(len(pool), c.max_val_samples,
-                                                            cfg.seed)]))
-    return out
-
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW over the model's ``new`` (``lr_new``) and ``base`` (``lr_base``) groups."""
-    groups = model.param_groups()  # type: ignore[operator]
-    o = cfg.optim
-    param_groups = [
-        {"params": groups["new"], "lr": o.lr_new, "initial_lr": o.lr_new, "name": "new"},
-        {"params": groups["base"], "lr": o.lr_base, "initial_lr": o.lr_base, "name": "base"},
-    ]
-    param_groups = [g for g in param_groups if g["params"]]
-    return torch.optim.AdamW(param_groups, lr=o.lr_base, betas=(o.betas[0], o.betas[1]),
-                             eps=o.eps, weight_decay=o.weight_decay)
-
-
-def lr_factor(cfg: TrainConfig, epoch: int, global_step: int, total_steps: int) -> float:
-    """Multiplier of the initial learning rates at an optimiser step.
-
-    Args:
-        cfg: The config (``optim.schedule``, warm-up, step epochs, ...).
-        epoch: 0-based epoch index.
-        global_step: Optimiser steps done before this one.
-        total_steps: Planned optimiser steps of the whole run.
-
-    Returns:
-        The factor (1.0 for the paper's constant LR).
-    """
-    o = cfg.optim
-    if o.schedule == "constant":
-        f = 1.0
-    elif o.schedule == "step":
-        f = o.gamma ** sum(1 for e in o.step_epochs if epoch >= e)
-    else:
-        t = min(1.0, global_step / max(1, total_steps))
-        shape = 0.5 * (1 + math.cos(math.pi * t)) if o.schedule == "cosine" else 1.0 - t
-        f = o.min_lr_ratio + (1 - o.min_lr_ratio) * shape
-    if o.warmup_steps > 0 and global_step < o.warmup_steps:
-        f *= (global_step + 1) / o.warmup_steps
-    return f
+__all__ = [  # the trainer's public names (cli, tests) stay importable from here
+    "TrainState", "build_train_set", "build_training_model", "build_val_sets",
+    "curriculum_types", "epoch_loader", "evaluate", "export_inference", "fit",
+    "load_training_checkpoint", "lr_factor", "make_optimizer", "resolve_train_device",
+    "train_one_epoch",
+]
 
 
 def _pseudo_mask(model: torch.nn.Module, out: Any) -> torch.Tensor | None:
@@ -183,241 +69,6 @@ def _pseudo_mask(model: torch.nn.Module, out: Any) -> torch.Tensor | None:
     if getattr(model, "mpg", None) is None:
         return None
     return getattr(out, "pseudo_mask", None)
-
-
-def curriculum_types(cfg: TrainConfig, epoch: int) -> list[str]:
-    """Expression types trained in ``epoch`` (empty = all)."""
-    types: list[str] = []
-    for stage in cfg.curriculum:
-        if epoch >= stage.start_epoch:
-            types = list(stage.types)
-    return types
-
-
-class _SkipSampler(Sampler[int]):
-    """Yields a wrapped sampler's indices after skipping the first ``skip``."""
-
-    def __init__(self, sampler: Sampler[int], skip: int) -> None:
-        self.sampler, self.skip = sampler, skip
-
-    def __iter__(self) -> Iterator[int]:
-        for n, idx in enumerate(self.sampler):
-            if n >= self.skip:
-                yield idx
-
-    def __len__(self) -> int:
-        return max(0, len(self.sampler) - self.skip)  # type: ignore[arg-type]
-
-
-def epoch_loader(train_set: TrainSet, cfg: TrainConfig, info: DistInfo, epoch: int,
-                 skip_samples: int = 0) -> tuple[DataLoader, int]:  # type: ignore[type-arg]
-    """The loader of one epoch and its number of optimiser steps (after the step cap)."""
-    indices = train_set.indices_for_types(curriculum_types(cfg, epoch))
-    if len(indices) < info.world_size * cfg.batch_size:
-        raise InputError(f"epoch {epoch}: only {len(indices)} training samples for "
-                         f"{info.world_size} x batch {cfg.batch_size}")
-    train_set.epoch = epoch
-    subset = Subset(train_set, indices)
-    sampler = DistributedSampler(subset, num_replicas=info.world_size, rank=info.rank,
-                                 shuffle=True, seed=cfg.seed, drop_last=True)
-    sampler.set_epoch(epoch)
-    per_rank = len(sampler)
-    steps = per_rank // (cfg.batch_size * cfg.grad_accum_steps)
-    if cfg.max_steps_per_epoch:
-        steps = min(steps, cfg.max_steps_per_epoch)
-    loader = DataLoader(subset, batch_size=cfg.batch_size, sampler=_SkipSampler(sampler,
-                        skip_samples), num_workers=cfg.data.num_workers, collate_fn=collate,
-                        drop_last=True, generator=torch.Generator().manual_seed(cfg.seed))
-    return loader, steps
-
-
-# -------------------------------------------------------------------------------- checkpoints
-def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-        "python": random.getstate(),
-    }
-
-
-def _set_rng_state(s: dict[str, Any]) -> None:
-    torch.set_rng_state(s["torch"])
-    if s.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
-    name, keys, *rest = s["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-    py = s["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-
-
-def _gather_rng(info: DistInfo) -> list[dict[str, Any]]:
-    state = _rng_state()
-    if not info.is_distributed:
-        return [state]
-    import torch.distributed as dist
-
-    out: list[Any] = [None] * info.world_size
-    dist.all_gather_object(out, state)
-    return out
-
-
-def save_training_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                             scaler: torch.amp.GradScaler, state: TrainState, cfg: TrainConfig,
-                             rng: list[dict[str, Any]]) -> None:
-    """Write the full training state atomically (rank 0 only)."""
-    payload = {
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": optimizer.state_dict(),
-        "scaler": scaler.state_dict(),
-        "state": dict(state.__dict__),
-        "rng": rng,
-        "train_config": config_to_yaml(cfg),
-        "model_config": model.config.to_dict(),  # type: ignore[operator]
-    }
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
-def load_training_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a training checkpoint without unpickling code (``weights_only=True``).
-
-    Raises:
-        CheckpointError: Missing or unreadable file.
-    """
-    if not path.is_file():
-        raise CheckpointError(f"training checkpoint {str(path)!r} not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)  # type: ignore[no-any-return]
-    except Exception as err:
-        raise CheckpointError(f"cannot read training checkpoint {str(path)!r}: {err}") from None
-
-
-# ---------------------------------------------------------------------------------- logging
-class CsvLog:
-    """Append-only CSV with a fixed header; truncated to a step on resume."""
-
-    def __init__(self, path: Path, fields: tuple[str, ...]) -> None:
-        self.path, self.fields = path, fields
-
-    def truncate(self, keep: Any) -> None:
-        """Keep only rows for which ``keep(row)`` is true (rows after a resume point go)."""
-        if not self.path.is_file():
-            return
-        with open(self.path, newline="") as fh:
-            rows = [r for r in csv.DictReader(fh) if keep(r)]
-        with open(self.path, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=self.fields)
-            w.writeheader()
-            w.writerows(rows)
-
-    def write(self, row: dict[str, Any]) -> None:
-        """Append one row."""
-        new = not self.path.is_file()
-        with open(self.path, "a", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=self.fields)
-            if new:
-                w.writeheader()
-            w.writerow({k: _fmt(row.get(k, "")) for k in self.fields})
-
-
-def _fmt(v: Any) -> Any:
-    return f"{v:.6g}" if isinstance(v, float) else v
-
-
-def plot_curves(out_dir: Path) -> Path | None:
-    """Write ``curves.png``: training loss terms by step, validation mIoU / oIoU by epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    train_csv, val_csv = out_dir / "train_log.csv", out_dir / "val_log.csv"
-    if not train_csv.is_file():
-        return None
-    with open(train_csv, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4))
-    steps = [int(r["global_step"]) for r in rows]
-    for key in ("loss", "bce", "dice", "boundary"):
-        ax0.plot(steps, [float(r[key]) for r in rows], label=key, lw=1)
-    ax0.set_xlabel("optimiser step")
-    ax0.set_ylabel("training loss")
-    ax0.set_yscale("symlog", linthresh=1e-2)
-    ax0.legend()
-    if val_csv.is_file():
-        with open(val_csv, newline="") as fh:
-            vrows = [r for r in csv.DictReader(fh) if r["group"] == "all"]
-        for tag in sorted({r["set"] for r in vrows}):
-            sub = [r for r in vrows if r["set"] == tag]
-            ep = [int(r["epoch"]) for r in sub]
-            ax1.plot(ep, [float(r["mIoU"]) for r in sub], "o-", label=f"{tag} mIoU")
-            ax1.plot(ep, [float(r["oIoU"]) for r in sub], "s--", label=f"{tag} oIoU")
-        ax1.legend()
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel("validation (x100)")
-    fig.tight_layout()
-    path = out_dir / "curves.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-# ------------------------------------------------------------------------------- train / eval
-def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, eval_set: EvalSet, cfg_mode: str, device: torch.device,
-             precision: str, batch_size: int, info: DistInfo,
-             progress: bool = False) -> dict[str, dict[str, float]]:
-    """Score one evaluation set; every rank scores a disjoint shard, sums are all-reduced.
-
-    Args:
-        model: The (unwrapped) model.
-        eval_set: Samples to score.
-        cfg_mode: ``paper`` or ``native`` (see :mod:`training.metrics`).
-        device: Compute device.
-        precision: As in the config.
-        batch_size: Per process.
-        info: This process's place in the job.
-        progress: Show a tqdm bar.
-
-    Returns:
-        ``{"all": metrics, "<type>": metrics, ...}`` (x100, ``n`` counts).
-    """
-    from tqdm import tqdm
-
-    was_training = model.training
-    model.eval()
-    shard = Subset(eval_set, list(range(info.rank, len(eval_set), info.world_size)))
-    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, collate_fn=collate)
-    acc = GroupedIoU()
-    for batch in tqdm(loader, desc=f"eval {eval_set.source.tag}", disable=not progress,
-                      leave=False):
-        inputs = model.prepare_inputs(batch["image"], batch["text"])  # type: ignore[operator]
-        with _autocast(device, precision):
-            out = model(inputs)
-        gts = batch["mask"] if cfg_mode == "paper" else batch["native_mask"]
-        for (pred, gt), etype in zip(predictions(out.logits, list(gts), cfg_mode), batch["type"],
-                                     strict=True):
-            acc.update(pred.cpu(), gt.cpu(), [etype])
-    acc.all_reduce()
-    model.train(was_training)
-    return acc.compute()
-
-
-def _score(metrics: dict[str, dict[str, dict[str, float]]]) -> float:
-    vals = [m["all"]["mIoU"] + m["all"]["oIoU"] for m in metrics.values()]
-    return float(np.mean(vals)) if vals else -math.inf
 
 
 def train_one_epoch(ctx: _Run, epoch: int) -> None:
@@ -446,7 +97,7 @@ def train_one_epoch(ctx: _Run, epoch: int) -> None:
             with no_sync:
                 inputs = ctx.model.prepare_inputs(batch["image"], batch["text"])
                 masks = batch["mask"].to(ctx.device)
-                with _autocast(ctx.device, cfg.precision):
+                with autocast_for(ctx.device, cfg.precision):
                     out = ctx.ddp_model(inputs)
                 terms = ctx.criterion(out.logits, masks, out.boundary_weight,
                                       _pseudo_mask(ctx.model, out))
@@ -521,7 +172,7 @@ class _Run:
 
     def save_last(self) -> None:
         """Write ``last.pt`` (all ranks take part in gathering RNG states; rank 0 writes)."""
-        rng = _gather_rng(self.info)
+        rng = gather_rng(self.info)
         if self.info.is_main:
             save_training_checkpoint(self.out_dir / "last.pt", self.model, self.optimizer,
                                      self.scaler, self.state, self.cfg, rng)
@@ -543,49 +194,6 @@ def _resume_path(cfg: TrainConfig, out_dir: Path) -> Path | None:
             "continue it, or choose another out_dir"
         )
     return None
-
-
-def export_inference(model: nn.Module, path: Path, cfg: TrainConfig, state: TrainState,
-                     metrics: dict[str, Any], train_set: TrainSet | None = None) -> str:
-    """Write an inference checkpoint (contract §5) with training data and metrics as metadata.
-
-    Args:
-        model: The (unwrapped) model.
-        path: Output ``.safetensors``.
-        cfg: The run's config (stored whole, plus a summary of the data sets).
-        state: Progress counters (epochs, steps, samples seen).
-        metrics: Validation metrics to store (may be empty).
-        train_set: The training mix, for sample counts (None when unknown).
-
-    Returns:
-        The weights' sha256.
-    """
-    import copy
-
-    from omegaconf import OmegaConf
-
-    from backend.model.checkpoint import save_checkpoint
-
-    counts = {s.tag: len(s.dataset) for s in (train_set.sources if train_set else [])}
-    data = [{"tag": c.tag, "format": c.format, "root": c.root, "train_split": c.train_split,
-             "val_split": c.val_split,
-             "train_samples": counts.get(c.tag) if c.train_split else 0}
-            for c in cfg.data.sets]
-    meta = {
-        "training": {"data": data, "epochs": state.epoch, "global_step": state.global_step,
-                     "samples_seen": state.samples, "seed": cfg.seed,
-                     "config": OmegaConf.to_container(OmegaConf.structured(cfg))},
-        "metrics": metrics,
-        "eval_mode": cfg.eval_mode,
-    }
-    target = model
-    if cfg.export_fp16:
-        target = copy.deepcopy(model).half()
-    from training.baselines import is_baseline, save_baseline
-
-    if is_baseline(cfg.model):
-        return save_baseline(target, path, meta)
-    return save_checkpoint(target, path, metadata=meta)
 
 
 def fit(cfg: TrainConfig) -> dict[str, Any]:
@@ -633,7 +241,7 @@ def _fit(cfg: TrainConfig, device: torch.device, info: DistInfo) -> dict[str, An
         scaler.load_state_dict(ck["scaler"])
         state = TrainState(**ck["state"])
         rngs = ck["rng"]
-        _set_rng_state(rngs[info.rank] if info.rank < len(rngs) else rngs[0])
+        set_rng_state(rngs[info.rank] if info.rank < len(rngs) else rngs[0])
         logger.info("resumed from %s at epoch %d step %d", resume, state.epoch,
                     state.step_in_epoch)
     ddp_model: nn.Module = model
@@ -674,7 +282,7 @@ def _fit(cfg: TrainConfig, device: torch.device, info: DistInfo) -> dict[str, An
                                                    cfg.precision, cfg.eval_batch_size, info,
                                                    cfg.progress and info.is_main)
                             for v in val_sets}
-            score = _score(last_metrics)
+            score = val_score(last_metrics)
             if info.is_main:
                 for tag, groups in last_metrics.items():
                     for group, m in groups.items():

@@ -10,13 +10,15 @@ import numpy as np
 import torch
 
 from backend.errors import InputError
+from training.data.packed import PackedDataset
 from training.data.refsegrs import Record, RefSegRSDataset
 from training.data.rrsisd import RRSISDDataset
 from training.data.sample import Sample
 from training.data.synthetic import SyntheticDataset
 from training.data.transforms import augment, resize_pair
 
-DATASETS = {"refsegrs": RefSegRSDataset, "rrsisd": RRSISDDataset, "synthetic": SyntheticDataset}
+DATASETS = {"refsegrs": RefSegRSDataset, "rrsisd": RRSISDDataset, "synthetic": SyntheticDataset,
+            "packed": PackedDataset}
 ALIASES = {"rrsis-d": "rrsisd", "rrsis_d": "rrsisd", "refseg": "refsegrs", "nwpu": "refsegrs",
            "dubai": "refsegrs", "generated": "refsegrs"}
 
@@ -38,8 +40,9 @@ def open_dataset(
     """Open one split of a data set.
 
     Args:
-        fmt: ``refsegrs`` (also our generated sets), ``rrsisd`` or ``synthetic`` (aliases:
-            ``rrsis-d``, ``nwpu``, ``dubai``).
+        fmt: ``refsegrs`` (also our generated sets), ``rrsisd``, ``synthetic`` or ``packed``
+            (a generated set's shards, :mod:`training.data.packed`; aliases: ``rrsis-d``,
+            ``nwpu``, ``dubai``).
         root: Its folder (ignored for ``synthetic``).
         split: Split name.
         synthetic_samples: Size of a synthetic split.
@@ -53,7 +56,7 @@ def open_dataset(
     if key not in DATASETS:
         raise InputError(
             f"unknown data set {fmt!r}; use one of {', '.join(DATASETS)} (generated NWPU/Dubai "
-            "sets are in the RefSegRS layout: --dataset refsegrs)"
+            "sets are in the RefSegRS layout: --dataset refsegrs; their shards: packed)"
         )
     if key == "synthetic":
         return SyntheticDataset(synthetic_samples, synthetic_size_px, seed, split)
