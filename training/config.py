@@ -184,6 +184,10 @@ class TrainConfig:
         init_checkpoint: Our ``.safetensors`` to start from ("" = random init).
         sam2_weights: Official SAM 2 / 2.1 ``.pt`` to initialise the SAM 2 parts.
         clip_weights: open_clip weight file to initialise the CLIP towers.
+        pretrained: Local pretrained files by kind, for the model's architecture (RS2-SAM 2:
+            ``sam2``, ``clip`` (the two fields above are shorthands); LGCE: ``swin`` (a Swin
+            ``.pth``/``.safetensors``), ``bert`` (a folder with BERT-base weights and
+            ``vocab.txt``)).
         data: Data sets and loading.
         augment: Augmentations.
         optim: Optimiser and schedule.
@@ -225,6 +229,7 @@ class TrainConfig:
     init_checkpoint: str = ""
     sam2_weights: str = ""
     clip_weights: str = ""
+    pretrained: dict[str, str] = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

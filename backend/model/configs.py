@@ -246,10 +246,10 @@ class ModelConfig:
             raise ConfigError(f"model_config is incomplete: {err}") from None
 
 
-_MODEL_CONFIGS: dict[str, ModelConfig] = {}
+_MODEL_CONFIGS: dict[str, Any] = {}
 
 
-def register_model_config(config: ModelConfig) -> ModelConfig:
+def register_model_config(config: Any) -> Any:
     """Add ``config`` to the registry under ``config.name``.
 
     Raises:
@@ -266,7 +266,7 @@ def list_models() -> list[str]:
     return sorted(_MODEL_CONFIGS)
 
 
-def get_model_config(name: str, **overrides: Any) -> ModelConfig:
+def get_model_config(name: str, **overrides: Any) -> Any:
     """Return the config registered as ``name``, with fields replaced by ``overrides``.
 
     Raises:
@@ -362,3 +362,14 @@ register_model_config(
         description="Paper scale: SAM 2.1 Hiera-L @1024 + open_clip ViT-L-14 (early fusion)",
     )
 )
+
+
+def _register_other_architectures() -> None:
+    """Named configs of the other architectures (stdlib-only modules, like this one)."""
+    from .lgce.config import lgce_configs
+
+    for cfg in lgce_configs():
+        register_model_config(cfg)  # type: ignore[arg-type]
+
+
+_register_other_architectures()
