@@ -128,6 +128,8 @@ def lr_factor(cfg: TrainConfig, epoch: int, global_step: int, total_steps: int) 
         f = 1.0
     elif o.schedule == "step":
         f = o.gamma ** sum(1 for e in o.step_epochs if epoch >= e)
+    elif o.schedule == "poly":
+        f = (1.0 - min(1.0, global_step / max(1, total_steps))) ** o.poly_power
     else:
         t = min(1.0, global_step / max(1, total_steps))
         shape = 0.5 * (1 + math.cos(math.pi * t)) if o.schedule == "cosine" else 1.0 - t

@@ -15,7 +15,7 @@ from backend.errors import ConfigError
 from training.losses import LossConfig
 
 DATASET_FORMATS = ("refsegrs", "rrsisd", "synthetic", "packed")
-SCHEDULES = ("constant", "step", "cosine", "linear")
+SCHEDULES = ("constant", "step", "cosine", "linear", "poly")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 EVAL_MODES = ("paper", "native")
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -140,11 +140,13 @@ class OptimConfig:
         eps: AdamW epsilon.
         grad_clip_norm: Clip the global grad norm to this (0 = off; the paper does not clip).
         schedule: ``constant`` (paper), ``step`` (x ``gamma`` at each of ``step_epochs``),
-            ``cosine`` or ``linear`` decay to ``min_lr_ratio`` over the run.
+            ``cosine`` or ``linear`` decay to ``min_lr_ratio`` over the run, or ``poly``:
+            ``(1 - t) ** poly_power`` per optimiser step (the LAVT / LGCE recipe, to 0).
         warmup_steps: Linear warm-up optimiser steps (0 = none).
         step_epochs: Epoch indices (0-based) where a ``step`` schedule multiplies by ``gamma``.
         gamma: Step factor.
         min_lr_ratio: Final LR / initial LR for cosine and linear.
+        poly_power: Exponent of the ``poly`` schedule (0.9 in LAVT / LGCE).
     """
 
     lr_base: float = 5e-5
@@ -158,6 +160,7 @@ class OptimConfig:
     step_epochs: list[int] = field(default_factory=list)
     gamma: float = 0.1
     min_lr_ratio: float = 0.0
+    poly_power: float = 0.9
 
     def __post_init__(self) -> None:
         _check(self.schedule in SCHEDULES,
