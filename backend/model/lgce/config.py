@@ -258,7 +258,7 @@ def lgce_configs() -> list[LGCEConfig]:
             name="lgce-tiny",
             image_size=64,
             embed_dim=16,
-            depths=(1, 1, 1, 1),
+            depths=(2, 2, 1, 1),  # stages 1-2 have a shifted-window block (with a mask)
             num_heads=(1, 2, 2, 4),
             window_size=4,
             text_width=32,

@@ -321,6 +321,23 @@ def build_lgce(config: str | LGCEConfig, *, device: str | torch.device = "cpu",
         if dev.type == "meta":
             stack.enter_context(params_on_meta())
         model = LGCE(cfg)
-    if dev.type != "meta":
+    if dev.type == "meta":
+        _materialise_swin_masks(model)
+    else:
         model.to(dev)
     return model.eval()
+
+
+def _materialise_swin_masks(model: LGCE) -> None:
+    """Recompute the shifted-window attention masks on the CPU after a meta build.
+
+    timm derives each block's non-persistent ``attn_mask`` on the device of its parameters, so
+    under :func:`params_on_meta` the masks are meta tensors, which no checkpoint restores.
+    """
+    from timm.models.swin_transformer import SwinTransformerBlock
+
+    for block in model.swin.modules():
+        mask = getattr(block, "attn_mask", None)
+        if isinstance(block, SwinTransformerBlock) and mask is not None and mask.is_meta:
+            fresh = block.get_attn_mask(device=torch.device("cpu"), dtype=torch.float32)
+            block.register_buffer("attn_mask", fresh, persistent=False)

@@ -143,6 +143,11 @@ def test_meta_build_allocates_no_parameters() -> None:
     counts = m.parameter_counts()
     assert counts["swin"] > 80_000_000 and counts["text"] > 100_000_000
     assert all(p.is_meta for p in m.parameters())
+    # non-persistent buffers (no checkpoint restores them) are real tensors
+    assert not any(b.is_meta for b in m.buffers())
+    meta, real = build_lgce("lgce-tiny", device="meta"), build_lgce("lgce-tiny")
+    masks = [(n, b) for n, b in meta.named_buffers() if n.endswith("attn_mask")]
+    assert masks and all(torch.equal(b, real.get_buffer(n)) for n, b in masks)
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -159,6 +164,9 @@ def test_save_load_gives_identical_predictions(lgce_tiny: LGCE, lgce_file: Path,
                                                images: np.ndarray) -> None:
     ck = load_checkpoint(lgce_file)
     assert isinstance(ck.model, LGCE) and ck.config == lgce_tiny.config
+    for (name, a), (_, b) in zip(lgce_tiny.named_buffers(), ck.model.named_buffers(),
+                                 strict=True):
+        assert torch.equal(a, b), name  # shifted-window masks included
     texts = ["the red roofs", "a white ship"]
     with torch.no_grad():
         a = lgce_tiny(lgce_tiny.prepare_inputs(images, texts)).logits
