@@ -10,10 +10,13 @@ Registry (see :func:`list_models`):
 * ``base``: SAM 2.1 Hiera-S at 1024 px with an open_clip ViT-B-16 union encoder (one GPU).
 * ``large``: SAM 2.1 Hiera-L at 1024 px with ViT-L-14, paper scale (≈30 M adapter parameters).
 
+The same registry also holds the other architectures' named configs (``lgce-*``, see
+``backend.model.lgce.config``); a config's class attribute ``architecture`` says which.
+
 Example:
     >>> from backend.model.configs import get_model_config, list_models
     >>> list_models()
-    ['base', 'large', 'nano', 'test-tiny']
+    ['base', 'large', 'lgce-nano', 'lgce-paper', 'lgce-tiny', 'nano', 'test-tiny']
     >>> get_model_config("nano", image_size=320).image_size
     320
 """

@@ -11,11 +11,12 @@ from backend.model.configs import ModelConfig, get_model_config, list_models
 
 
 def test_registry_names():
-    assert list_models() == ["base", "large", "nano", "test-tiny"]
+    assert list_models() == ["base", "large", "lgce-nano", "lgce-paper", "lgce-tiny", "nano",
+                             "test-tiny"]
 
 
 def test_unknown_name_lists_valid_names():
-    with pytest.raises(ConfigError, match=r"'huge'.*base, large, nano, test-tiny"):
+    with pytest.raises(ConfigError, match=r"'huge'.*base, large, lgce-nano, lgce-paper, lgce-tiny, nano, test-tiny"):
         get_model_config("huge")
 
 
@@ -57,7 +58,9 @@ def test_policy_fields():
 def test_dict_roundtrip_through_json():
     for name in list_models():
         config = get_model_config(name)
-        assert ModelConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+        again = type(config).from_dict(json.loads(json.dumps(config.to_dict())))
+        assert again == config
+        assert isinstance(config, ModelConfig) == (config.architecture == "rs2sam2")
 
 
 def test_from_dict_rejects_unknown_and_missing_fields():
