@@ -18,6 +18,7 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
+    """Time every checkpoint in ``argv``; returns the exit status."""
     import torch
 
     torch.set_num_threads(1)

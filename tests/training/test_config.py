@@ -73,7 +73,7 @@ def test_overrides_are_type_checked():
         load_train_config(None, [*SYN, "epochs=ten"])
     with pytest.raises(ConfigError, match="key=value"):
         load_train_config(None, [*SYN, "epochs"])
-    with pytest.raises(ConfigError, match="valid names: base, large, lgce-nano, lgce-paper, lgce-tiny, nano, test-tiny"):
+    with pytest.raises(ConfigError, match="valid names: base, large, lgce-nano.*nano, test-tiny"):
         load_train_config(None, [*SYN, "model=huge"])
     with pytest.raises(ConfigError, match="schedule"):
         load_train_config(None, [*SYN, "optim.schedule=exp"])

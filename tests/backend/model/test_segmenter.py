@@ -105,7 +105,7 @@ def test_long_text_is_truncated_with_warning(seg, images, caplog):
 
 
 def test_unknown_config():
-    with pytest.raises(ConfigError, match="'nope'.*base, large, nano, test-tiny"):
+    with pytest.raises(ConfigError, match="'nope'.*large, lgce-nano.*nano, test-tiny"):
         load_segmenter(config="nope")
 
 
