@@ -35,7 +35,7 @@ def measure(name: str, device: str, threads: int, runs: int, once: bool) -> dict
 
     from backend.model.architectures import architecture_of
     from backend.model.configs import get_model_config
-    from backend.model.memory import check_fits, load_bytes
+    from backend.resources import check_fits, load_bytes
 
     torch.set_num_threads(threads)
     config = get_model_config(name)
@@ -117,9 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(row))
         return 0
 
-    from backend.model.configs import list_models
+    from backend.model.configs import get_model_config, list_models
 
-    names = args.configs or list_models()
+    # this report's columns (CLIP view, union design, trunk freezing) are RS2-SAM 2's
+    names = args.configs or [n for n in list_models()
+                             if get_model_config(n).architecture in ("rs2sam2", "rs2sam2-official")]
     order = {"test-tiny": 0, "nano": 1, "base": 2, "large": 3, "official-tiny": 4}
     names = sorted(names, key=lambda n: order.get(n, 9))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(args.threads)}

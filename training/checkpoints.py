@@ -83,6 +83,7 @@ def save_training_checkpoint(path: Path, model: nn.Module, optimizer: torch.opti
         "rng": rng,
         "train_config": config_to_yaml(cfg),
         "model_config": model.config.to_dict(),  # type: ignore[operator]
+        "architecture": getattr(model.config, "architecture", "rs2sam2"),  # type: ignore[union-attr]
     }
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(payload, tmp)

@@ -104,15 +104,15 @@ def _load_eval_model(path: Path, device: Any) -> tuple[Any, dict[str, Any]]:
         ck = load_checkpoint(path, device=device)
         return ck.model, {"weights_sha256": ck.weights_sha256}
     if path.suffix == ".pt":
-        from backend.model.configs import ModelConfig
-        from backend.model.rs2sam import build_model
+        from backend.model.architectures import DEFAULT_ARCHITECTURE, get_architecture
         from training.checkpoints import load_training_checkpoint
 
         ck = load_training_checkpoint(path)
         if is_baseline(ck["model_config"]):
             model = load_baseline(path, ck["model"], ck["model_config"])
             return model.to(device).eval(), {}
-        model = build_model(ModelConfig.from_dict(ck["model_config"]), device="cpu", seed=None)
+        arch = get_architecture(ck.get("architecture", DEFAULT_ARCHITECTURE))
+        model = arch.build(arch.config_from_dict(ck["model_config"]), device="cpu", seed=None)
         model.load_state_dict(ck["model"])
         return model.to(device).eval(), {}
     raise CheckpointError(f"checkpoint {str(path)!r} must be a .safetensors or a training .pt file")

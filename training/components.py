@@ -30,25 +30,25 @@ def resolve_train_device(name: str) -> torch.device:
 
 
 def build_training_model(cfg: TrainConfig, device: torch.device) -> nn.Module:
-    """Build the model of ``cfg`` (random init seeded by ``cfg.seed``) and load initial weights."""
-    from backend.model.checkpoint import (
-        load_open_clip_weights,
-        load_sam2_weights,
-        load_state_dict_checked,
-        read_checkpoint,
-    )
+    """Build the model of ``cfg`` (random init seeded by ``cfg.seed``) and load initial weights.
+
+    The config's architecture builds the model and reads its pretrained files
+    (``cfg.pretrained``, plus the ``sam2_weights`` / ``clip_weights`` shorthands).
+    """
+    from backend.model.architectures import architecture_of
+    from backend.model.checkpoint import load_state_dict_checked, read_checkpoint
     from backend.model.configs import get_model_config
-    from backend.model.rs2sam import build_model
     from training.baselines import build_baseline, is_baseline
 
     if is_baseline(cfg.model):  # ablation baselines (training/baselines), random init
         return build_baseline(cfg.model, cfg.model_overrides, seed=cfg.seed).to(device)
     mcfg = get_model_config(cfg.model, **dict(cfg.model_overrides))
-    model = build_model(mcfg, device="cpu", seed=cfg.seed)
-    if cfg.sam2_weights:
-        logger.info("%s", load_sam2_weights(model, cfg.sam2_weights, strict=False).format())
-    if cfg.clip_weights:
-        logger.info("%s", load_open_clip_weights(model, cfg.clip_weights, strict=False).format())
+    arch = architecture_of(mcfg)
+    model = arch.build(mcfg, device="cpu", seed=cfg.seed)
+    sources = {k: v for k, v in {"sam2": cfg.sam2_weights, "clip": cfg.clip_weights}.items() if v}
+    sources.update({k: v for k, v in dict(cfg.pretrained).items() if v})
+    for report in arch.init_pretrained(model, sources):
+        logger.info("%s", report.format())
     if cfg.init_checkpoint:
         state, ck_cfg, _meta, _sha = read_checkpoint(Path(cfg.init_checkpoint))
         if ck_cfg.to_dict() != mcfg.to_dict():
@@ -131,6 +131,8 @@ def lr_factor(cfg: TrainConfig, epoch: int, global_step: int, total_steps: int,
         f = 1.0
     elif o.schedule == "step":
         f = o.gamma ** sum(1 for e in o.step_epochs if epoch >= e)
+    elif o.schedule == "poly":
+        f = (1.0 - min(1.0, global_step / max(1, total_steps))) ** o.poly_power
     else:
         t = min(1.0, max(global_step / max(1, total_steps), time_fraction))
         shape = 0.5 * (1 + math.cos(math.pi * t)) if o.schedule == "cosine" else 1.0 - t

@@ -15,7 +15,7 @@ from backend.errors import ConfigError
 from training.losses import LossConfig
 
 DATASET_FORMATS = ("refsegrs", "rrsisd", "synthetic", "packed")
-SCHEDULES = ("constant", "step", "cosine", "linear")
+SCHEDULES = ("constant", "step", "cosine", "linear", "poly")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 EVAL_MODES = ("paper", "native")
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -181,7 +181,8 @@ class OptimConfig:
         eps: AdamW epsilon.
         grad_clip_norm: Clip the global grad norm to this (0 = off; the paper does not clip).
         schedule: ``constant`` (paper), ``step`` (x ``gamma`` at each of ``step_epochs``),
-            ``cosine`` or ``linear`` decay to ``min_lr_ratio`` over the run.
+            ``cosine`` or ``linear`` decay to ``min_lr_ratio`` over the run, or ``poly``:
+            ``(1 - t) ** poly_power`` per optimiser step (the LAVT / LGCE recipe, to 0).
         warmup_steps: Linear warm-up optimiser steps (0 = none).
         step_epochs: Epoch indices (0-based) where a ``step`` schedule multiplies by ``gamma``.
         gamma: Step factor.
@@ -193,6 +194,7 @@ class OptimConfig:
             the fraction of this many seconds of this process's training, so a run whose speed
             is not known in advance (a lent GPU) still ends its decay by then. Not bit-exact
             on resume (wall-clock dependent).
+        poly_power: Exponent of the ``poly`` schedule (0.9 in LAVT / LGCE).
     """
 
     lr_base: float = 5e-5
@@ -208,6 +210,7 @@ class OptimConfig:
     min_lr_ratio: float = 0.0
     total_steps: int = 0
     schedule_time_s: float = 0.0
+    poly_power: float = 0.9
 
     def __post_init__(self) -> None:
         _check(self.total_steps >= 0, f"optim.total_steps must be >= 0, got {self.total_steps}")
@@ -261,6 +264,10 @@ class TrainConfig:
         init_checkpoint: Our ``.safetensors`` to start from ("" = random init).
         sam2_weights: Official SAM 2 / 2.1 ``.pt`` to initialise the SAM 2 parts.
         clip_weights: open_clip weight file to initialise the CLIP towers.
+        pretrained: Local pretrained files by kind, for the model's architecture (RS2-SAM 2:
+            ``sam2``, ``clip`` (the two fields above are shorthands); LGCE: ``swin`` (a Swin
+            ``.pth``/``.safetensors``), ``bert`` (a folder with BERT-base weights and
+            ``vocab.txt``)).
         data: Data sets and loading.
         augment: Augmentations.
         optim: Optimiser and schedule.
@@ -306,6 +313,7 @@ class TrainConfig:
     init_checkpoint: str = ""
     sam2_weights: str = ""
     clip_weights: str = ""
+    pretrained: dict[str, str] = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -66,13 +66,6 @@ __all__ = [  # the trainer's public names (cli, tests) stay importable from here
 ]
 
 
-def _pseudo_mask(model: torch.nn.Module, out: Any) -> torch.Tensor | None:
-    """The MPG pseudo-mask of a forward output, or None (no MPG: ablation arm or a baseline)."""
-    if getattr(model, "mpg", None) is None:
-        return None
-    return getattr(out, "pseudo_mask", None)
-
-
 def train_one_epoch(ctx: _Run, epoch: int) -> None:
     """Run the optimiser steps of one epoch (resuming mid-epoch when the state says so)."""
     from tqdm import tqdm
@@ -101,8 +94,8 @@ def train_one_epoch(ctx: _Run, epoch: int) -> None:
                 masks = batch["mask"].to(ctx.device)
                 with autocast_for(ctx.device, cfg.precision):
                     out = ctx.ddp_model(inputs)
-                terms = ctx.criterion(out.logits, masks, out.boundary_weight,
-                                      _pseudo_mask(ctx.model, out))
+                # the architecture says which of its outputs feed the loss's extra terms
+                terms = ctx.criterion(out.logits, masks, **ctx.model.loss_inputs(out))
                 ctx.scaler.scale(terms["loss"] / cfg.grad_accum_steps).backward()
             terms_sum += torch.stack([terms[k].detach().float() for k in LOGGED_TERMS]).cpu()
         if cfg.optim.grad_clip_norm > 0:

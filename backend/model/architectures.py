@@ -45,12 +45,17 @@ class Architecture:
             model:
             ``builder(config, device=..., seed=...)`` (``device="meta"`` allocates nothing).
         description: One line for listings.
+        pretrained: ``"module:function"`` initialising parts of a built model from local
+            pretrained files: ``init(model, {kind: path}) -> list[LoadReport]``; the kinds are
+            the architecture's own (``sam2``/``clip``, ``swin``/``bert``), and an unknown
+            kind is an error.
     """
 
     name: str
     config_class: str
     builder: str
     description: str = ""
+    pretrained: str = ""
 
     def config_type(self) -> type:
         """The config class (imported on first use)."""
@@ -63,6 +68,21 @@ class Architecture:
     def build(self, config: Any, *, device: Any = "cpu", seed: int | None = 0) -> Any:
         """Random-init model of ``config`` in eval mode."""
         return _resolve(self.builder)(config, device=device, seed=seed)
+
+    def init_pretrained(self, model: Any, sources: dict[str, str]) -> list[Any]:
+        """Initialise parts of ``model`` from local files ``{kind: path}`` (see ``pretrained``).
+
+        Raises:
+            ConfigError: The architecture takes no pretrained files, or an unknown kind.
+        """
+        if not sources:
+            return []
+        if not self.pretrained:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"architecture {self.name!r} takes no pretrained files, got "
+                              f"{sorted(sources)}")
+        return list(_resolve(self.pretrained)(model, dict(sources)))
 
 
 _ARCHITECTURES: dict[str, Architecture] = {}
@@ -118,6 +138,16 @@ register_architecture(
         config_class=".configs:ModelConfig",
         builder=".rs2sam:build_model",
         description="RS2-SAM 2 (union encoder + SAM 2 with BHFM adapters and the MPG)",
+        pretrained="backend.model.init_weights:init_rs2sam2_pretrained",
+    )
+)
+register_architecture(
+    Architecture(
+        name="lgce",
+        config_class="backend.model.lgce.config:LGCEConfig",
+        builder="backend.model.lgce.model:build_lgce",
+        pretrained="backend.model.lgce.pretrained:init_lgce_pretrained",
+        description="LGCE (RRSIS paper): Swin + pixel-word attention + cross-scale enhancement",
     )
 )
 register_architecture(

@@ -12,10 +12,14 @@ Registry (see :func:`list_models`):
 * ``official-large`` / ``official-tiny``: the published RS2-SAM 2 module layout (BEiT-3 +
   SAM 2.0 Hiera-L, architecture ``rs2sam2-official``; see :mod:`backend.model.official`).
 
+The same registry also holds the other architectures' named configs (``lgce-*``, see
+``backend.model.lgce.config``); a config's class attribute ``architecture`` says which.
+
 Example:
     >>> from backend.model.configs import get_model_config, list_models
     >>> list_models()
-    ['base', 'large', 'nano', 'official-large', 'official-tiny', 'test-tiny']
+    ['base', 'large', 'lgce-nano', 'lgce-paper', 'lgce-tiny', 'nano', 'official-large',
+     'official-tiny', 'test-tiny']
     >>> get_model_config("nano", image_size=320).image_size
     320
 """
@@ -396,3 +400,14 @@ register_model_config(
 
 # the published RS2-SAM 2 layout (architecture "rs2sam2-official"): official-large, official-tiny
 from .official import config as _official_config  # noqa: E402, F401
+
+
+def _register_other_architectures() -> None:
+    """Named configs of the other architectures (stdlib-only modules, like this one)."""
+    from .lgce.config import lgce_configs
+
+    for cfg in lgce_configs():
+        register_model_config(cfg)  # type: ignore[arg-type]
+
+
+_register_other_architectures()

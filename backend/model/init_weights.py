@@ -16,7 +16,7 @@ from .state_io import LoadReport, _check_file, _compare, _is_pickle
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_open_clip_weights", "load_sam2_weights"]
+__all__ = ["init_rs2sam2_pretrained", "load_open_clip_weights", "load_sam2_weights"]
 
 _SAM_PREFIXES = ("image_encoder.", "sam_prompt_encoder.", "sam_mask_decoder.", "no_mem_embed")
 # official SAM 2 modules for video / memory that RS2-SAM 2 does not build
@@ -206,3 +206,25 @@ def _copy_in(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -> None:
     with torch.no_grad():
         for key, value in tensors.items():
             targets[key].copy_(value.to(targets[key].dtype))
+
+
+def init_rs2sam2_pretrained(model: nn.Module, sources: Mapping[str, str]) -> list[LoadReport]:
+    """Architecture hook: ``{"sam2": path, "clip": path}`` (either may be absent).
+
+    SAM 2 first, then open_clip; both non-strict (the adapters and fusion parts stay fresh).
+
+    Raises:
+        ConfigError: A kind other than ``sam2`` / ``clip``.
+        CheckpointError: An unreadable or unsafe file.
+    """
+    from ..errors import ConfigError
+
+    unknown = sorted(set(sources) - {"sam2", "clip"})
+    if unknown:
+        raise ConfigError(f"RS2-SAM 2 takes pretrained 'sam2' and 'clip' files, got {unknown}")
+    reports = []
+    if sources.get("sam2"):
+        reports.append(load_sam2_weights(model, sources["sam2"], strict=False))
+    if sources.get("clip"):
+        reports.append(load_open_clip_weights(model, sources["clip"], strict=False))
+    return reports

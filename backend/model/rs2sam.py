@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ from torch import nn
 from ..errors import ConfigError, InputError
 from .bhfm import AdaptedBlock, TextFusion, TextState, add_adapters
 from .configs import ModelConfig, get_model_config
+from .meta_init import params_on_meta as _params_on_meta
 from .model_io import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -383,6 +384,17 @@ class RS2SAM2(nn.Module):
         logits = F.interpolate(low_res.float(), size=size, mode="bilinear", align_corners=False)
         return ModelOutput(logits, pseudo_mask, boundary_weight, text_feat)
 
+    def loss_inputs(self, output: ModelOutput) -> dict[str, torch.Tensor | None]:
+        """Extra inputs of the training loss.
+
+        The boundary term's text weight and, when the MPG exists, its pseudo-mask (None in the
+        ``use_mpg_dense=False`` ablation).
+        """
+        return {
+            "text_weight": output.boundary_weight,
+            "pseudo_mask": output.pseudo_mask if self.mpg is not None else None,
+        }
+
     def unknown_words(self, text: str) -> list[str]:
         """Words of ``text`` that carry no meaning for these weights.
 
@@ -444,27 +456,6 @@ def sam_image_features(
     batch = images.shape[0]
     feats = [f.permute(1, 2, 0).reshape(batch, -1, *s) for f, s in zip(flat, sizes, strict=False)]
     return feats[-1], feats[:-1]
-
-
-@contextlib.contextmanager
-def _params_on_meta() -> Iterator[None]:
-    """Create every parameter on the meta device (no memory, no init cost).
-
-    Buffers stay on the CPU. Used by ``build_model(device="meta")`` to count parameters of
-    big configs; ``torch.device("meta")`` alone fails inside sam2's Hiera (``Tensor.item``).
-    """
-    original = nn.Module.register_parameter
-
-    def register(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
-        if param is not None and param.device.type != "meta":
-            param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
-        original(module, name, param)
-
-    nn.Module.register_parameter = register  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        nn.Module.register_parameter = original  # type: ignore[method-assign]
 
 
 def build_model(

@@ -416,3 +416,33 @@ def test_qgis_process_bin_runs_the_installed_plugin(
         output = failed.stdout + failed.stderr
         assert failed.returncode != 0 and output.count(expected) == 1, output[-3000:]
         assert "Incorrect parameter value" not in output and not bad.exists()
+
+def test_processing_runs_an_lgce_checkpoint(provider, red_square_tif, tmp_path) -> None:
+    """A checkpoint of the second architecture (LGCE) runs end to end through Processing: the
+    header's architecture builds the model, the features name its config and weights."""
+    import processing
+
+    from backend.model.checkpoint import save_checkpoint
+    from backend.model.lgce.model import build_lgce
+
+    ckpt = tmp_path / "lgce_tiny.safetensors"
+    sha = save_checkpoint(build_lgce("lgce-tiny"), ckpt)
+    out = tmp_path / "lgce.gpkg"
+    result = processing.run(
+        "rs2sam:segmentbytext",
+        {
+            "INPUT": str(red_square_tif),
+            "TEXT": "the red square",
+            "CHECKPOINT": str(ckpt),
+            "THRESHOLD": 0.01,  # random weights: any polygon will do, this checks wiring
+            "DEVICE": "cpu",
+            "OUTPUT": str(out),
+        },
+    )
+    assert Path(result["OUTPUT"]) == out and result["POLYGONS"] >= 1
+    layer = _read(out)
+    assert layer.crs().authid() == "EPSG:32633"
+    features = list(layer.getFeatures())
+    assert len(features) == result["POLYGONS"]
+    assert {f["model"] for f in features} == {"lgce-tiny"}
+    assert {f["checkpoint_sha256"] for f in features} == {sha}

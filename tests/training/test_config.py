@@ -32,6 +32,26 @@ def test_paper_recipes():
     assert lr_factor(rr, 39, 10**6, 100) == 1.0
 
 
+def test_lgce_paper_recipes():
+    """The official RRSIS recipe: AdamW 5e-5 everywhere, poly 0.9, 40 epochs, batch 8, 480²,
+    class-weighted CE only, first 10 BERT layers trained."""
+    from backend.model.configs import get_model_config
+
+    for name in ("refsegrs_lgce.yaml", "rrsisd_lgce.yaml"):
+        cfg = load_train_config(CONFIG_DIR / name)
+        mcfg = get_model_config(cfg.model)
+        assert mcfg.architecture == "lgce" and mcfg.image_size == 480
+        assert mcfg.window_size == 12 and mcfg.text_trainable_layers == 10
+        assert (cfg.optim.lr_base, cfg.optim.lr_new, cfg.optim.weight_decay) == (5e-5, 5e-5, 0.01)
+        assert cfg.optim.schedule == "poly" and cfg.epochs == 40 and cfg.batch_size == 8
+        assert (cfg.loss.bce_weight, cfg.loss.dice_weight, cfg.loss.boundary_weight,
+                cfg.loss.prompt_weight) == (1.0, 0.0, 0.0, 0.0)
+        assert cfg.loss.class_weights == [0.9, 1.1]
+        assert lr_factor(cfg, 0, 0, 100) == 1.0
+        assert lr_factor(cfg, 0, 50, 100) == pytest.approx(0.5**0.9)
+        assert lr_factor(cfg, 0, 100, 100) == 0.0
+
+
 def test_schedules_and_curriculum():
     cfg = load_train_config(None, [*SYN, "optim.schedule=cosine", "optim.warmup_steps=10",
                                    "optim.min_lr_ratio=0.1"])
@@ -53,7 +73,7 @@ def test_overrides_are_type_checked():
         load_train_config(None, [*SYN, "epochs=ten"])
     with pytest.raises(ConfigError, match="key=value"):
         load_train_config(None, [*SYN, "epochs"])
-    with pytest.raises(ConfigError, match="valid names: base, large, nano, test-tiny"):
+    with pytest.raises(ConfigError, match="valid names: base, large, lgce-nano.*official-tiny, test-tiny"):
         load_train_config(None, [*SYN, "model=huge"])
     with pytest.raises(ConfigError, match="schedule"):
         load_train_config(None, [*SYN, "optim.schedule=exp"])

@@ -117,3 +117,30 @@ def test_gradient_accumulation_matches_the_full_batch(smoke_run, tmp_path):
                     strict=True):
         for k in ("oIoU", "mIoU", "Pr@0.5", "Pr@0.9"):
             assert float(b[k]) == pytest.approx(float(a[k]), abs=1e-3), (k, a, b)
+
+
+def test_lgce_trains_resumes_exports_and_evaluates_with_the_same_trainer(tmp_path):
+    """The second architecture through the same configs: train, exact resume, export, eval."""
+    from backend.model.lgce.model import LGCE
+
+    base = ["train", "--config", str(SMOKE), "model=lgce-tiny", "model_overrides={}",
+            "progress=false"]
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    assert main([*base, f"out_dir={full}"]) == 0
+    rows = read_csv(full / "train_log.csv")
+    assert [float(r["boundary"]) for r in rows] == [0.0] * 4  # LGCE supplies no TBL input
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    assert main([*base, f"out_dir={resumed}", "max_steps=3"]) == 0
+    assert main([*base, f"out_dir={resumed}", "resume=auto"]) == 0
+    assert _sha(resumed / "final.safetensors") == _sha(full / "final.safetensors")
+    ck = torch.load(full / "last.pt", map_location="cpu", weights_only=True)
+    assert ck["architecture"] == "lgce"
+    out = tmp_path / "exported.safetensors"
+    assert main(["export", "--checkpoint", str(full / "last.pt"), "--out", str(out)]) == 0
+    assert _sha(out) == _sha(full / "final.safetensors")
+    loaded = load_checkpoint(out)
+    assert isinstance(loaded.model, LGCE) and loaded.metadata["training"]["config"]["model"] == (
+        "lgce-tiny")
+    for path in (out, full / "last.pt"):
+        assert main(["eval", "--checkpoint", str(path), "--dataset", "synthetic", "--root", "-",
+                     "--split", "val", "--threads", "1"]) == 0

@@ -193,6 +193,10 @@ class FilmUNet(nn.Module):
         """``{"new": [...], "base": []}``."""
         return {k: [p for _, p in v] for k, v in self.named_param_groups().items()}
 
+    def loss_inputs(self, output: ModelOutput) -> dict[str, torch.Tensor | None]:
+        """Extra loss inputs: the boundary term's text weight (there is no MPG pseudo-mask)."""
+        return {"text_weight": output.boundary_weight, "pseudo_mask": None}
+
     def parameter_counts(self) -> dict[str, int]:
         """``{"total", "trainable", "adapters"}`` (adapters = 0)."""
         ps = list(self.parameters())

@@ -263,8 +263,8 @@ def import_official(
         OutputError: ``out`` exists (without ``overwrite``) or its folder is missing.
         ResourceError: Not enough memory for the conversion.
     """
+    from ...resources import check_fits, load_bytes
     from ..checkpoint import save_checkpoint
-    from ..memory import check_fits, load_bytes
     from .model import build_official_model
 
     target = Path(out).expanduser()

@@ -370,8 +370,8 @@ def build_official_model(
             device's free memory (checked on the meta device first, so it fails in about a
             second instead of being killed).
     """
+    from ...resources import check_fits, tensor_bytes
     from ..configs import get_model_config
-    from ..memory import check_fits, tensor_bytes
 
     cfg = get_model_config(config) if isinstance(config, str) else config
     if not isinstance(cfg, OfficialConfig):

@@ -14,6 +14,9 @@ def test_registry_names():
     assert list_models() == [
         "base",
         "large",
+        "lgce-nano",
+        "lgce-paper",
+        "lgce-tiny",
         "nano",
         "official-large",
         "official-tiny",
@@ -22,7 +25,7 @@ def test_registry_names():
 
 
 def test_unknown_name_lists_valid_names():
-    names = r"'huge'.*base, large, nano, official-large, official-tiny, test-tiny"
+    names = r"'huge'.*base, large, lgce-nano, lgce-paper, lgce-tiny, nano, official-large"
     with pytest.raises(ConfigError, match=names):
         get_model_config("huge")
 
@@ -65,7 +68,9 @@ def test_policy_fields():
 def test_dict_roundtrip_through_json():
     for name in list_models():
         config = get_model_config(name)
-        assert type(config).from_dict(json.loads(json.dumps(config.to_dict()))) == config
+        again = type(config).from_dict(json.loads(json.dumps(config.to_dict())))
+        assert again == config
+        assert isinstance(config, ModelConfig) == (config.architecture == "rs2sam2")
 
 
 def test_from_dict_rejects_unknown_and_missing_fields():

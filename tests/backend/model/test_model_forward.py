@@ -259,7 +259,7 @@ def test_prepare_inputs_rejects_bad_input(tiny, images, texts, match):
 
 
 def test_unknown_config_name():
-    names = "valid names: base, large, nano, official-large, official-tiny, test-tiny"
+    names = "valid names: base, large, lgce-nano, lgce-paper, lgce-tiny, nano, official-large"
     with pytest.raises(ConfigError, match=names):
         build_model("test-tiny-typo")
 

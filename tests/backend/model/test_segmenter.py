@@ -105,7 +105,7 @@ def test_long_text_is_truncated_with_warning(seg, images, caplog):
 
 
 def test_unknown_config():
-    names = "'nope'.*base, large, nano, official-large, official-tiny, test-tiny"
+    names = "'nope'.*base, large, lgce-nano, lgce-paper, lgce-tiny, nano, official-large"
     with pytest.raises(ConfigError, match=names):
         load_segmenter(config="nope")
 
