@@ -43,7 +43,16 @@ def _run(
     source_name: str | None,
     aoi: Any = None,
     aoi_crs: Any = None,
+    window: PixelWindow | None = None,
+    work_span: tuple[tuple[int, int], tuple[int, int]] | None = None,
 ) -> SegmentResult:
+    """Segment one open raster (see :func:`~backend.pipeline.segment_raster`).
+
+    ``window`` (raster pixels, instead of ``bbox``) and ``work_span`` (working-grid rows and
+    columns ``((p0, p1), (q0, q1))`` to tile, instead of the window's own span) let a caller
+    process one chunk of a large raster with exactly the tiles, blend weights and resampling of
+    a whole-raster run (``backend.batch`` does). Both default to the normal behaviour.
+    """
     from ..geo.raster import (
         PixelWindow,
         TileReader,
@@ -67,7 +76,8 @@ def _run(
         if bbox is None:
             bbox, bbox_crs = aoi_bounds(aoi_geometry), aoi_crs
         aoi_px = aoi_to_pixels(aoi_geometry, aoi_crs, info)
-    window = bbox_to_window(info, bbox, bbox_crs)
+    if window is None:
+        window = bbox_to_window(info, bbox, bbox_crs)
     bands = choose_bands(info, options.bands)
 
     tile_px = options.tile_px or int(getattr(segmenter, "image_size", None) or 1024)
@@ -77,7 +87,7 @@ def _run(
     gsd = getattr(segmenter, "gsd_m", None) if options.gsd_m == "auto" else options.gsd_m
     if gsd is not None and (not _finite(gsd) or gsd <= 0):
         raise InputError(f"segmenter gsd_m={gsd!r} must be > 0 or None")
-    plan = _plan(info, window, gsd, tile_px, overlap_px)
+    plan = _plan(info, window, gsd, tile_px, overlap_px, span=work_span)
     stretch = compute_stretch(dataset, bands, mode=options.stretch, has_mask=info.has_mask)
     reader = TileReader(
         dataset,
