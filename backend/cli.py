@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     seg.add_argument("--quiet", action="store_true", help="no progress bar")
     seg.add_argument("-v", "--verbose", action="store_true", help="log details")
+    from .batch.cli import add_batch_parser
+
+    add_batch_parser(sub, _bands, _gsd)
     return parser
 
 
@@ -236,6 +239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.verbose:  # GDAL chatter would break the one-line error contract
                 rasterio_logger.setLevel(logging.CRITICAL)
                 warnings.filterwarnings("ignore", module="rasterio")
+            if args.command == "batch":
+                from .batch.cli import run_batch_command
+
+                return run_batch_command(args)
             return _segment(args)
     except Cancelled as exc:
         print(f"cancelled: {_one_line(str(exc))}", file=sys.stderr)
