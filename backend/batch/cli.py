@@ -70,7 +70,7 @@ def _spec(args: argparse.Namespace) -> Any:
         raise InputError(f"--threads {args.threads} must be >= 1")
     if args.standin is not None:
         name, _, seconds = args.standin.partition(":")
-        options: dict[str, Any] = {"name": name}
+        options: dict[str, Any] = {"name": name, "image_size": args.tile_px or 1024}
         if seconds:
             try:
                 options["seconds"] = float(seconds)

@@ -206,7 +206,7 @@ def test_sigterm_then_rerun_gives_the_clean_output(tmp_path):
 
     def cmd(out):
         return [sys.executable, "-m", "backend", "batch", str(folder / "*.tif"), "--text", "red",
-                "--out", str(out), "--standin", "sleep:0.4", "--quiet", *ARGS]  # fmt: skip
+                "--out", str(out), "--standin", "sleep:0.05", "--quiet", *ARGS]  # fmt: skip
 
     proc = subprocess.Popen(cmd(tmp_path / "j"), cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
