@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml
 	fi
 	@test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
 	$(PIP) install --quiet --upgrade "pip>=24"
-	$(PIP) install --quiet -e ".[dev]"
+	$(PIP) install --quiet -e ".[dev,scale]"
 	SAM2_BUILD_CUDA=0 $(PIP) install --quiet --no-build-isolation --no-deps sam2==1.1.0
 	$(PIP) install --quiet --no-build-isolation --no-deps torchscale==0.3.0 fairscale==0.4.13 "einops>=0.6" sentencepiece==0.2.3  # .[official], see pyproject
 	$(PY) -c "import qgis.core, torch, sam2, open_clip, rasterio, shapely, pyproj; from osgeo import gdal_array; print('setup ok: torch', torch.__version__)"

@@ -159,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     imp.add_argument("-v", "--verbose", action="store_true", help="log details")
     imp.set_defaults(handler=_import_official)
+
+    from .batch.cli import add_batch_parser
+
+    add_batch_parser(sub, _bands, _gsd)  # sets handler=run_batch_command
     return parser
 
 

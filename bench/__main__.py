@@ -270,6 +270,74 @@ def bench_vectorize(size: int, runs: int, report: dict, rows: list) -> None:
     )
 
 
+def bench_samgeo_conditions(sizes: list[int], runs: int, out: Path, report: dict, rows: list):
+    """P1 under the samgeo comparison's conditions (fixed 200 ms/call, no warm-up)."""
+    from bench.samgeo_conditions import run
+
+    per_size: dict[int, list[dict[str, Any]]] = {}
+    for _ in range(runs):
+        for r in run(sizes, out / "data"):
+            per_size.setdefault(r["size_px"], []).append(r)
+    for size, cases in per_size.items():
+        report["cases"][f"samgeo_conditions_{size}"] = cases
+        a = agg([c["overhead_s_per_mpx"] for c in cases])
+        ok = all(c["squares_ok"] for c in cases)
+        rows.append(
+            row(
+                "P1 samgeo conditions: 200 ms/call, 1024/128 px, native, fresh process, no warm-up",
+                f"{cases[0]['mpx']:.0f} Mpx, {cases[0]['calls']} calls",
+                f"overhead {fmt(a)} s/Mpx; read wait {cases[0]['timings']['read']:.2f} s, blend "
+                f"{cases[0]['timings']['blend']:.2f} s, vectorise "
+                f"{cases[0]['timings']['vectorize']:.2f} s",
+                f"squares whole, IoU ≥ 0.99: {'OK' if ok else 'WRONG'}; target ≤ "
+                f"{P1_TARGET_S_PER_MPX} at 100 Mpx",
+            )
+        )
+
+
+def bench_batch(n_rasters: int, size: int, runs: int, out: Path, report: dict, rows: list):
+    """Batch row: 1 and 2 local workers and Ray with 2 workers, 200 ms stand-in."""
+    import importlib.util
+    import shutil
+
+    from bench.rasters import make_raster
+
+    folder = out / "data" / f"batch_{n_rasters}x{size}"
+    folder.mkdir(parents=True, exist_ok=True)
+    source = out / "data" / f"bench_{size}px.tif"
+    make_raster(source, size)
+    for i in range(n_rasters):
+        if not (folder / f"b{i:02d}.tif").exists():
+            shutil.copy(source, folder / f"b{i:02d}.tif")
+    configs = [("local", 1), ("local", 2)]
+    if importlib.util.find_spec("ray") is not None:
+        configs.append(("ray", 2))
+    base: float | None = None
+    for engine, workers in configs:
+        cases = [
+            run_case(["batch", "--inputs", str(folder / "*.tif"), "--out",
+                      str(out / f"batch_job_{engine}_{workers}"), "--engine", engine,
+                      "--workers", str(workers)])  # fmt: skip
+            for _ in range(runs)
+        ]
+        report["cases"][f"batch_{engine}_{workers}"] = cases
+        rate = agg([c["chunks_per_s"] for c in cases])
+        share = agg([c["model_share"] for c in cases])
+        base = rate["median"] if base is None else base
+        efficiency = rate["median"] / (workers * base)
+        report["summary"][f"batch {engine} {workers}w chunks/s"] = rate["median"]
+        rows.append(
+            row(
+                f"batch, {engine}, {workers} worker(s) × 2 chunk threads",
+                f"{n_rasters} × {size * size / 1e6:.0f} Mpx, {cases[0]['chunks']} chunks",
+                f"{fmt(rate)} chunks/s; model-time share {fmt(share)}; scaling efficiency "
+                f"{100 * efficiency:.0f} %",
+                f"{cases[0]['polygons']} polygons, {cases[0]['failures']} failures; "
+                "target share ≥ 0.90",
+            )
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m bench`` / ``make bench``."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
@@ -279,7 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto: CPU, plus CUDA when present")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run of the harness")
     parser.add_argument(
-        "--skip", default="", help="comma list of P1,P2,P3,P4,P5,V (or SLEEP: the stand-in cases)"
+        "--skip",
+        default="",
+        help="comma list of P1,P2,P3,P4,P5,V,SAMGEO,BATCH (or SLEEP: the stand-in cases)",
     )
     parser.add_argument(
         "--doc", type=Path, help="also write this markdown doc (docs/benchmarks.md)"
@@ -306,6 +376,14 @@ def main(argv: list[str] | None = None) -> int:
         devices.append("cuda")
     if not {"P1", "P2", "P3"} <= skip and "SLEEP" not in skip:
         bench_pipeline_sleep(rasters, args.runs, report, rows)
+    if "SAMGEO" not in skip:
+        samgeo_sizes = [512, 1100] if args.quick else [1000, 4000, 10000]
+        bench_samgeo_conditions(samgeo_sizes, 1 if args.quick else 3, out, report, rows)
+    if "BATCH" not in skip:
+        if args.quick:
+            bench_batch(2, 1100, 1, out, report, rows)
+        else:
+            bench_batch(16, 2000, args.runs, out, report, rows)
     if "P1" not in skip:
         bench_pipeline_model(rasters[sizes[0]], models, args.runs, report, rows)
     if "P4" not in skip:

@@ -6,6 +6,7 @@ Usage (what ``python -m bench`` runs, once per repetition)::
     python -m bench.case latency --config nano --raster R.tif
     python -m bench.case vectorize --size 4096
     python -m bench.case train --config nano --steps 6 [--batch 2]   (torchrun for DDP)
+    python -m bench.case batch --inputs 'DIR/*.tif' --out DIR --engine local|ray --workers N
 """
 
 from __future__ import annotations
@@ -295,6 +296,46 @@ def case_train(args: argparse.Namespace) -> dict[str, Any]:
     return out if rank == 0 else {}
 
 
+def case_batch(args: argparse.Namespace) -> dict[str, Any]:
+    """A batch job over the rasters of ``--inputs`` (a glob) with the 200 ms stand-in."""
+    import shutil
+
+    from backend.batch import BatchOptions, run_batch
+    from backend.batch.spec import SegmenterSpec
+
+    shutil.rmtree(args.out, ignore_errors=True)
+    seconds = float(args.seconds)
+    summary = run_batch(
+        BatchOptions(
+            inputs=[args.inputs],
+            queries=["red squares"],
+            out_dir=args.out,
+            segmenter=SegmenterSpec("standin", {"name": "sleep", "seconds": seconds}),
+            engine=args.engine,
+            workers=args.workers,
+            threads=args.threads,
+            gsd_m=None,
+            tile_px=1024,
+            overlap_px=128,
+            progress=False,
+        )
+    )
+    return {
+        "case": "batch",
+        "engine": args.engine,
+        "workers": args.workers,
+        "threads": args.threads,
+        "chunks": summary.processed,
+        "polygons": sum(summary.polygons.values()),
+        "failures": len(summary.failures),
+        "run_s": summary.run_seconds,
+        "total_s": summary.seconds,
+        "chunks_per_s": summary.chunks_per_s,
+        "model_share": summary.model_share,
+        "peak_rss_mib": _peak_rss_mib(),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.case")
     sub = parser.add_subparsers(dest="kind", required=True)
@@ -316,8 +357,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
+    p = sub.add_parser("batch")
+    p.add_argument("--inputs", required=True, help="a quoted glob of rasters")
+    p.add_argument("--out", required=True)
+    p.add_argument("--engine", default="local")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=0.2)
     args = parser.parse_args(argv)
     handler = {
+        "batch": case_batch,
         "pipeline": case_pipeline,
         "latency": case_latency,
         "vectorize": case_vectorize,

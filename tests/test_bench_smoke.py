@@ -79,3 +79,15 @@ def test_write_doc_replaces_only_the_marked_results(tmp_path: Path) -> None:
     assert "| new |" in text and "| old |" not in text
     assert text.endswith("## Analysis\nhand-written\n")
     assert text.count(BEGIN) == 1 and text.count(END) == 1
+
+
+def test_samgeo_conditions_and_batch_rows_are_checked(quick_report: dict) -> None:
+    samgeo = [c for k, v in quick_report["cases"].items() if k.startswith("samgeo_") for c in v]
+    assert samgeo and all(c["squares_ok"] for c in samgeo)
+    assert all(c["calls"] >= 1 and c["wall_s"] > 0.2 * c["calls"] for c in samgeo)
+    batch = [c for k, v in quick_report["cases"].items() if k.startswith("batch_") for c in v]
+    assert {c["workers"] for c in batch} >= {1, 2}
+    for case in batch:
+        assert case["failures"] == 0 and case["chunks"] == 2
+        assert case["polygons"] == 2 * 2  # two squares per 1100 px raster, each whole
+        assert 0 < case["model_share"] <= 1

@@ -33,8 +33,15 @@ class _Plan:
 
 
 def _plan(
-    info: RasterInfo, window: PixelWindow, gsd: float | None, tile_px: int, overlap_px: int
+    info: RasterInfo,
+    window: PixelWindow,
+    gsd: float | None,
+    tile_px: int,
+    overlap_px: int,
+    *,
+    span: tuple[tuple[int, int], tuple[int, int]] | None = None,
 ) -> _Plan:
+    """Working grid and processing span of ``window``; ``span`` forces the span (checked)."""
     if gsd is None:
         scale_x = scale_y = 1.0
     else:
@@ -59,6 +66,13 @@ def _plan(
         rows = (window.row_off, window.row_stop)
     if scale_x == 1.0:
         cols = (window.col_off, window.col_stop)
+    if span is not None:
+        (a, b), (c, d) = span
+        if not (0 <= a <= rows[0] and rows[1] <= b <= work_h):
+            raise ValueError(f"work span rows {span[0]} do not contain {rows} within {work_h}")
+        if not (0 <= c <= cols[0] and cols[1] <= d <= work_w):
+            raise ValueError(f"work span cols {span[1]} do not contain {cols} within {work_w}")
+        return _Plan(scale_y, scale_x, (a, b), (c, d), tile_px, overlap_px)
     rows = expand_span(*rows, min_size=tile_px, limit=work_h)
     cols = expand_span(*cols, min_size=tile_px, limit=work_w)
     return _Plan(scale_y, scale_x, rows, cols, tile_px, overlap_px)

@@ -104,6 +104,8 @@ def make_plan(
     aoi: Any = None,
     aoi_crs: Any = None,
     allow_large: bool = False,
+    window: PixelWindow | None = None,
+    work_span: tuple[tuple[int, int], tuple[int, int]] | None = None,
 ) -> RunPlan:
     """Validate the geometry of a run and plan its cost; nothing is read but metadata.
 
@@ -119,6 +121,8 @@ def make_plan(
         aoi: Area of interest (shapely geometry or WKT), or None.
         aoi_crs: CRS of ``aoi``; None = the raster's.
         allow_large: Run even beyond :data:`MAX_TILES` / :data:`MAX_SECONDS`.
+        window: Raster pixels to process instead of the bbox's (a chunk of ``backend.batch``).
+        work_span: Working-grid span ``((p0, p1), (q0, q1))`` to tile instead of the window's.
 
     Raises:
         InputError, UnsupportedRasterError: Bad CRS, bbox, AOI, bands or tiling.
@@ -140,7 +144,8 @@ def make_plan(
             if aoi_crs is None:
                 _check_aoi_overlaps(info, aoi_geometry)
         aoi_px = aoi_to_pixels(aoi_geometry, aoi_crs, info)
-    window = bbox_to_window(info, bbox, bbox_crs)
+    if window is None:
+        window = bbox_to_window(info, bbox, bbox_crs)
     bands = choose_bands(info, options.bands)
     tile_px = options.tile_px or int(getattr(segmenter, "image_size", None) or 1024)
     overlap_px = tile_px // 8 if options.overlap_px is None else options.overlap_px
@@ -149,7 +154,7 @@ def make_plan(
     gsd = getattr(segmenter, "gsd_m", None) if options.gsd_m == "auto" else options.gsd_m
     if gsd is not None and (not _finite(gsd) or gsd <= 0):
         raise InputError(f"segmenter gsd_m={gsd!r} must be > 0 or None")
-    grid = _plan(info, window, gsd, tile_px, overlap_px)
+    grid = _plan(info, window, gsd, tile_px, overlap_px, span=work_span)
     (p0, p1), (q0, q1) = grid.work_rows, grid.work_cols
     tiles = (
         tiles_on_axis(p1 - p0, tile_px=tile_px, overlap_px=overlap_px),

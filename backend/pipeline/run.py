@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,7 +49,16 @@ def _run(
     aoi_crs: Any = None,
     allow_large: bool = False,
     stage: StageFn | None = None,
+    window: PixelWindow | None = None,
+    work_span: tuple[tuple[int, int], tuple[int, int]] | None = None,
 ) -> SegmentResult:
+    """Segment one open raster (see :func:`~backend.pipeline.segment_raster`).
+
+    ``window`` (raster pixels, instead of ``bbox``) and ``work_span`` (working-grid rows and
+    columns ``((p0, p1), (q0, q1))`` to tile, instead of the window's own span) let a caller
+    process one chunk of a large raster with exactly the tiles, blend weights and resampling of
+    a whole-raster run (``backend.batch`` does). Both default to the normal behaviour.
+    """
     from ..geo.aoi import aoi_strip_mask
     from ..geo.radiometry import compute_stretch
     from ..geo.raster import PixelWindow
@@ -71,6 +82,8 @@ def _run(
         aoi=aoi,
         aoi_crs=aoi_crs,
         allow_large=allow_large,
+        window=window,
+        work_span=work_span,
     )
     info, window, bands, plan = run_plan.info, run_plan.window, run_plan.bands, run_plan.grid
     tile_px, overlap_px, gsd, aoi_px = (
@@ -122,6 +135,8 @@ def _run(
     counts["positive"] = 0
     done = 0
 
+    io_lock = threading.Lock()
+
     def check_cancel() -> None:
         if is_cancelled is not None and is_cancelled():
             raise Cancelled(f"cancelled by the user after {done} of {n_tiles} tiles")
@@ -129,7 +144,8 @@ def _run(
     def vectorize_strip(raster_row: int, prob: np.ndarray) -> None:
         t0 = time.perf_counter()
         strip = PixelWindow(raster_row, window.col_off, prob.shape[0], window.width)
-        valid = reader.read_valid(strip)
+        with io_lock:  # the prefetch thread may be reading the same dataset
+            valid = reader.read_valid(strip)
         if aoi_px is not None:
             inside = aoi_strip_mask(aoi_px, strip.row_off, strip.col_off, *prob.shape)
             valid = inside if valid is None else valid & inside
@@ -143,65 +159,88 @@ def _run(
         finished.extend(merger.add_strip(pieces, strip.row_off, strip.row_stop, last=last))
         timings["vectorize"] += time.perf_counter() - t0
 
-    n_cols = len(cols_blend.starts)
-    for i, row in enumerate(rows_blend.starts):
-        row_w = rows_blend.weights[i]
-        height = row_w.size
-        jobs = [(j, col) for j, col in enumerate(cols_blend.starts)]
-        for batch_start in range(0, n_cols, options.batch_size):
-            batch = jobs[batch_start : batch_start + options.batch_size]
-            check_cancel()
+    # reading overlaps the model: the next batch of tiles is read (one batch ahead, in one
+    # thread) while the current one is predicted; dataset access is serialised by io_lock
+    batches = [
+        (i, jobs)
+        for i in range(len(rows_blend.starts))
+        for jobs in _chunks(list(enumerate(cols_blend.starts)), options.batch_size)
+    ]
+
+    def read_batch(k: int) -> list[np.ndarray]:
+        i, batch = batches[k]
+        height = rows_blend.weights[i].size
+        images = []
+        for j, col in batch:
+            width = cols_blend.weights[j].size
+            with io_lock:
+                image, _ = reader.read_rgb(p0 + rows_blend.starts[i], q0 + col, height, width)
+            if height < tile_px or width < tile_px:  # grid smaller than a tile
+                image = mirror_pad(image, tile_px)  # real pixels, never a black border
+            images.append(image)
+        return images
+
+    prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rs2sam-read")
+    next_read = prefetch.submit(read_batch, 0) if batches else None
+    k = 0
+    try:
+        for i, row in enumerate(rows_blend.starts):
+            row_w = rows_blend.weights[i]
+            height = row_w.size
+            while k < len(batches) and batches[k][0] == i:
+                batch = batches[k][1]
+                check_cancel()
+                t0 = time.perf_counter()
+                images = next_read.result()  # type: ignore[union-attr]
+                k += 1
+                next_read = prefetch.submit(read_batch, k) if k < len(batches) else None
+                t1 = time.perf_counter()
+                if predict_batch is not None and len(images) > 1:
+                    probs = list(predict_batch(np.stack(images), model_text))
+                else:
+                    probs = [segmenter.predict(image, model_text) for image in images]
+                t2 = time.perf_counter()
+                for (j, col), prob in zip(batch, probs, strict=True):
+                    prob = _check_prob(prob, tile_px)
+                    col_w = cols_blend.weights[j]
+                    width = col_w.size
+                    _accumulate(
+                        acc[row - acc_top : row - acc_top + height, col : col + width],
+                        prob[:height, :width],
+                        (row_w, rows_blend.keys[i]),
+                        (col_w, cols_blend.keys[j]),
+                        scratch,
+                    )
+                done += len(batch)
+                t3 = time.perf_counter()
+                timings["read"] += t1 - t0
+                timings["model"] += t2 - t1
+                timings["blend"] += t3 - t2
+                if progress is not None:
+                    progress(95.0 * done / n_tiles)
+                report_stage("tiles", done, n_tiles)
+            # rows that no later tile touches are final: normalise, resample, vectorise, drop
+            is_last = i + 1 == len(rows_blend.starts)
+            final_stop = (p1 - p0) if is_last else rows_blend.starts[i + 1]
+            n_final = final_stop - acc_top
             t0 = time.perf_counter()
-            images = []
-            for j, col in batch:
-                width = cols_blend.weights[j].size
-                image, _ = reader.read_rgb(p0 + row, q0 + col, height, width)
-                if height < tile_px or width < tile_px:  # grid smaller than a tile
-                    image = mirror_pad(image, tile_px)  # real pixels, never a black border
-                images.append(image)
-            t1 = time.perf_counter()
-            if predict_batch is not None and len(images) > 1:
-                probs = list(predict_batch(np.stack(images), model_text))
-            else:
-                probs = [segmenter.predict(image, model_text) for image in images]
-            t2 = time.perf_counter()
-            for (j, col), prob in zip(batch, probs, strict=True):
-                prob = _check_prob(prob, tile_px)
-                col_w = cols_blend.weights[j]
-                width = col_w.size
-                _accumulate(
-                    acc[row - acc_top : row - acc_top + height, col : col + width],
-                    prob[:height, :width],
-                    (row_w, rows_blend.keys[i]),
-                    (col_w, cols_blend.keys[j]),
-                    scratch,
-                )
-            done += len(batch)
-            t3 = time.perf_counter()
-            timings["read"] += t1 - t0
-            timings["model"] += t2 - t1
-            timings["blend"] += t3 - t2
-            if progress is not None:
-                progress(95.0 * done / n_tiles)
-            report_stage("tiles", done, n_tiles)
-        # rows that no later tile touches are final: normalise, resample, vectorise, drop
-        is_last = i + 1 == len(rows_blend.starts)
-        final_stop = (p1 - p0) if is_last else rows_blend.starts[i + 1]
-        n_final = final_stop - acc_top
-        t0 = time.perf_counter()
-        block = acc[:n_final]
-        for a, b in row_fix:  # in place, slice by slice: no temporary copy of the block
-            a, b = max(a, acc_top), min(b, final_stop)
-            if a < b:
-                block[a - acc_top : b - acc_top] /= rows_blend.total[a:b, None]
-        for a, b in col_fix:
-            block[:, a:b] /= cols_blend.total[None, a:b]
-        timings["blend"] += time.perf_counter() - t0
-        for raster_row, prob in resampler.push(block, acc_top, last=is_last):
-            vectorize_strip(raster_row, prob)
-        if not is_last:
-            _shift_up(acc, n_final)
-            acc_top = final_stop
+            block = acc[:n_final]
+            for a, b in row_fix:  # in place, slice by slice: no temporary copy of the block
+                a, b = max(a, acc_top), min(b, final_stop)
+                if a < b:
+                    block[a - acc_top : b - acc_top] /= rows_blend.total[a:b, None]
+            for a, b in col_fix:
+                block[:, a:b] /= cols_blend.total[None, a:b]
+            timings["blend"] += time.perf_counter() - t0
+            for raster_row, prob in resampler.push(block, acc_top, last=is_last):
+                vectorize_strip(raster_row, prob)
+            if not is_last:
+                _shift_up(acc, n_final)
+                acc_top = final_stop
+    finally:
+        if next_read is not None:
+            next_read.cancel()
+        prefetch.shutdown(wait=True)  # no read may outlive the open dataset
     if not resampler.next >= window.height:  # pragma: no cover - an invariant of the streaming
         raise RuntimeError("pipeline streaming ended before the last row of the window")
 
@@ -326,3 +365,8 @@ def _layer_metadata(
         "threshold": f"{options.threshold:g}",
         "backend_version": __version__,
     }
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    """``items`` in consecutive lists of at most ``size``."""
+    return [items[a : a + size] for a in range(0, len(items), size)]

@@ -383,7 +383,7 @@ CASES = [
         "checkpoint",
         R.replace("|--standin|red", "|--checkpoint|{ck_arch}"),
         "os:system",
-        "knows rs2sam2",
+        r"knows .*rs2sam2",
     ),
     _c(
         "ck-pickle-zip",
@@ -587,8 +587,11 @@ def _cli_process(args: list[str], **kwargs: Any) -> subprocess.Popen[str]:
 
 
 _SLOW_DRIVER = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
     from backend import cli
+
+    # a background job (nohup, CI) may start with SIGINT ignored; a terminal user's Ctrl-C is not
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from backend.standins import RedSegmenter
 
     class Slow(RedSegmenter):

@@ -73,7 +73,8 @@ def test_overrides_are_type_checked():
         load_train_config(None, [*SYN, "epochs=ten"])
     with pytest.raises(ConfigError, match="key=value"):
         load_train_config(None, [*SYN, "epochs"])
-    with pytest.raises(ConfigError, match="valid names: base, large, lgce-nano.*official-tiny, test-tiny"):
+    names = "valid names: base, large, lgce-nano.*official-tiny, test-tiny"
+    with pytest.raises(ConfigError, match=names):
         load_train_config(None, [*SYN, "model=huge"])
     with pytest.raises(ConfigError, match="schedule"):
         load_train_config(None, [*SYN, "optim.schedule=exp"])
