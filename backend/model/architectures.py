@@ -80,8 +80,9 @@ class Architecture:
         if not self.pretrained:
             from ..errors import ConfigError
 
-            raise ConfigError(f"architecture {self.name!r} takes no pretrained files, got "
-                              f"{sorted(sources)}")
+            raise ConfigError(
+                f"architecture {self.name!r} takes no pretrained files, got " f"{sorted(sources)}"
+            )
         return list(_resolve(self.pretrained)(model, dict(sources)))
 
 

@@ -223,22 +223,33 @@ class ModelConfig:
         Raises:
             ConfigError: If a key is unknown or a required one is missing.
         """
-        if not isinstance(data, dict):
-            raise ConfigError(f"model_config must be a JSON object, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(
-                f"model_config has unknown fields {unknown}; this backend knows {sorted(known)}. "
-                "Was the checkpoint written by a newer version?"
-            )
-        try:
-            return cls(**data)
-        except TypeError as err:
-            raise ConfigError(f"model_config is incomplete: {err}") from None
+        return config_from_dict(cls, data)
 
 
-def check_field_types(config: Any, limits: dict[str, tuple[float, float]]) -> None:
+def config_from_dict(cls: Any, data: Any) -> Any:
+    """Build the config dataclass ``cls`` from a stored JSON object (any architecture).
+
+    Raises:
+        ConfigError: If ``data`` is not an object, a key is unknown or a required one missing.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"model_config must be a JSON object, got {type(data).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"model_config has unknown fields {unknown}; this backend knows {sorted(known)}. "
+            "Was the checkpoint written by a newer version?"
+        )
+    try:
+        return cls(**data)
+    except TypeError as err:
+        raise ConfigError(f"model_config is incomplete: {err}") from None
+
+
+def check_field_types(
+    config: Any, limits: dict[str, tuple[float, float]], *, skip: Any = ()
+) -> None:
     """Check every dataclass field of ``config`` against its annotation and ``limits``.
 
     Annotations understood: ``int``, ``float``, ``float | None``, ``bool``, ``str`` (a config
@@ -250,6 +261,8 @@ def check_field_types(config: Any, limits: dict[str, tuple[float, float]]) -> No
     """
     name = getattr(config, "name", "?")
     for f in fields(config):
+        if f.name in skip:
+            continue
         value = getattr(config, f.name)
         kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
         if kind.startswith("float"):

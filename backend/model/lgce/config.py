@@ -22,9 +22,8 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ...errors import ConfigError
@@ -174,44 +173,20 @@ class LGCEConfig:
             raise ConfigError(f"{n}: gsd_m must be > 0 or None, got {self.gsd_m}")
 
     def _check_types_and_bounds(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
-            if f.name in _SEQ_LIMITS:
-                lo, hi = _SEQ_LIMITS[f.name]
-                ok = isinstance(value, tuple) and all(
-                    isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi for v in value
-                )
-                if not ok:
-                    raise ConfigError(
-                        f"{self.name}: {f.name} must be a list of ints in [{lo}, {hi}], "
-                        f"got {value!r}"
-                    )
-                continue
-            if kind.startswith("float"):
-                ok = value is None if "None" in kind else False
-                ok = ok or (
-                    isinstance(value, int | float)
-                    and not isinstance(value, bool)
-                    and math.isfinite(value)
-                )
-            elif kind == "int":
-                ok = isinstance(value, int) and not isinstance(value, bool)
-            elif kind == "bool":
-                ok = isinstance(value, bool)
-            else:
-                ok = isinstance(value, str)
+        """Sequence fields against ``_SEQ_LIMITS``, the rest by the shared field check."""
+        from ..configs import check_field_types
+
+        for key, (lo, hi) in _SEQ_LIMITS.items():
+            value = getattr(self, key)
+            ok = isinstance(value, tuple) and all(
+                isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi for v in value
+            )
             if not ok:
                 raise ConfigError(
-                    f"{self.name}: {f.name} must be {kind}, got {type(value).__name__} {value!r}"
+                    f"{self.name}: {key} must be a list of ints in [{lo}, {hi}], got {value!r}"
                 )
-            if f.name in LGCE_LIMITS and value is not None:
-                lo, hi = LGCE_LIMITS[f.name]
-                if not lo <= value <= hi:
-                    raise ConfigError(
-                        f"{self.name}: {f.name}={value!r} is outside the supported range "
-                        f"[{lo:g}, {hi:g}]; the checkpoint is damaged or not for this backend"
-                    )
+
+        check_field_types(self, LGCE_LIMITS, skip=_SEQ_LIMITS)
 
     @property
     def stage_dims(self) -> tuple[int, int, int, int]:
@@ -233,19 +208,9 @@ class LGCEConfig:
         Raises:
             ConfigError: If a key is unknown or a required one is missing.
         """
-        if not isinstance(data, dict):
-            raise ConfigError(f"model_config must be a JSON object, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(
-                f"model_config has unknown fields {unknown}; this backend knows {sorted(known)}. "
-                "Was the checkpoint written by a newer version?"
-            )
-        try:
-            return cls(**data)
-        except TypeError as err:
-            raise ConfigError(f"model_config is incomplete: {err}") from None
+        from ..configs import config_from_dict
+
+        return config_from_dict(cls, data)
 
 
 def lgce_configs() -> list[LGCEConfig]:

@@ -14,11 +14,11 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ...errors import ConfigError
-from ..configs import SAM2_ARCHS, check_field_types, register_model_config
+from ..configs import SAM2_ARCHS, check_field_types, config_from_dict, register_model_config
 
 __all__ = ["OFFICIAL_LIMITS", "OfficialConfig"]
 
@@ -148,19 +148,7 @@ class OfficialConfig:
         Raises:
             ConfigError: If a key is unknown or a required one is missing.
         """
-        if not isinstance(data, dict):
-            raise ConfigError(f"model_config must be a JSON object, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(
-                f"model_config has unknown fields {unknown}; this backend knows {sorted(known)}. "
-                "Was the checkpoint written by a newer version?"
-            )
-        try:
-            return cls(**data)
-        except TypeError as err:
-            raise ConfigError(f"model_config is incomplete: {err}") from None
+        return config_from_dict(cls, data)
 
 
 OFFICIAL_LARGE = register_model_config(
