@@ -320,3 +320,67 @@ def test_changed_settings_are_refused_and_restart_starts_anew(capsys, rasters, t
     assert (
         json.loads(out)["polygons"]["red"] == 3
     )  # corner, interior and ring (not the 25 m² squares)
+
+
+def _worker_pids(parent: int) -> list[int]:
+    """PIDs of the spawned local worker processes of ``parent`` (not the resource tracker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if int(stat[1]) == parent and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc")
+def test_killing_one_worker_loses_nothing_and_a_rerun_completes(tmp_path):
+    """SIGKILL one of two worker processes mid-job: its chunks are recorded as failed, the other
+    worker goes on, and re-running the command gives exactly the clean run's output."""
+    folder = tmp_path / "in"
+    make_set(folder, n=2, corrupt=False)
+    env = {k: v for k, v in os.environ.items() if k not in ("PROJ_LIB", "PROJ_DATA")}
+    env["PYTHONPATH"] = str(ROOT)
+
+    def cmd(out):
+        return [sys.executable, "-m", "backend", "batch", str(folder / "*.tif"), "--text", "red",
+                "--out", str(out), "--standin", "sleep:0.3", "--quiet", "--workers", "2",
+                *ARGS]  # fmt: skip
+
+    proc = subprocess.Popen(cmd(tmp_path / "j"), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    workers: list[int] = []
+    while len(workers) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        workers = _worker_pids(proc.pid)
+    assert len(workers) == 2, "the two worker processes did not start"
+    manifest = tmp_path / "j" / "rs2sam_batch.sqlite"
+    done = 0
+    while done < 1 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+        try:
+            with sqlite3.connect(manifest) as db:
+                done = db.execute("SELECT COUNT(*) FROM chunks WHERE status='done'").fetchone()[0]
+        except sqlite3.OperationalError:
+            pass
+    os.kill(workers[0], signal.SIGKILL)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode in (0, 1), err  # 1 when the killed worker held a chunk
+    assert "Traceback" not in err
+    if proc.returncode == 1:
+        assert "worker process died" in err
+    resumed = subprocess.run(cmd(tmp_path / "j"), cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    clean = subprocess.run(cmd(tmp_path / "clean"), cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=300)  # fmt: skip
+    assert clean.returncode == 0, clean.stderr
+    features = _features(tmp_path / "j" / "red.gpkg")
+    assert features == _features(tmp_path / "clean" / "red.gpkg")
+    assert len({f[0] for f in features}) == len(features)  # no duplicate polygon
