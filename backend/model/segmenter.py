@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,7 @@ class Segmenter:
         dev = model.device
         self.device = str(dev) if dev.type != "cuda" else f"cuda:{dev.index or 0}"
         self.max_batch = max(1, int(max_batch))
+        self.gsd_m_by_concept: dict[str, float] = {}
         self.seconds_per_tile: float | None = NOMINAL_SECONDS_PER_TILE.get((self.name, dev.type))
 
     def __repr__(self) -> str:
@@ -121,6 +123,16 @@ class Segmenter:
         if self.model.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+    def gsd_m_for(self, concepts: Sequence[str]) -> float | None:
+        """Working resolution for a prompt naming ``concepts`` (lexicon keys, e.g. ``"vehicle"``).
+
+        The finest per-concept resolution the checkpoint stores for them (metadata
+        ``inference.gsd_m_by_concept``, measured at training time); :attr:`gsd_m` when none is
+        stored for any of them.
+        """
+        found = [self.gsd_m_by_concept[c] for c in concepts if c in self.gsd_m_by_concept]
+        return min(found) if found else self.gsd_m
 
     def unknown_words(self, text: str) -> list[str]:
         """Words of ``text`` these weights never saw in training (see ``RS2SAM2.unknown_words``).
@@ -269,7 +281,22 @@ def load_segmenter(
             f"config {cfg.name!r} does not match the checkpoint's {loaded.config.name!r}; "
             "leave config=None to use the checkpoint's own"
         )
-    return Segmenter(loaded.model, checkpoint_sha256=loaded.weights_sha256)
+    segmenter = Segmenter(loaded.model, checkpoint_sha256=loaded.weights_sha256)
+    segmenter.gsd_m_by_concept = _concept_gsd(loaded.metadata)
+    return segmenter
+
+
+def _concept_gsd(metadata: Any) -> dict[str, float]:
+    """``inference.gsd_m_by_concept`` of checkpoint metadata, keeping only sane values (m/px)."""
+    inference = metadata.get("inference") if isinstance(metadata, dict) else None
+    table = inference.get("gsd_m_by_concept") if isinstance(inference, dict) else None
+    if not isinstance(table, dict):
+        return {}
+    return {
+        str(k): float(v)
+        for k, v in table.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and 0.01 <= v <= 1000
+    }
 
 
 @dataclass(frozen=True)

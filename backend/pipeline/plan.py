@@ -106,6 +106,7 @@ def make_plan(
     allow_large: bool = False,
     window: PixelWindow | None = None,
     work_span: tuple[tuple[int, int], tuple[int, int]] | None = None,
+    concepts: Sequence[str] = (),
 ) -> RunPlan:
     """Validate the geometry of a run and plan its cost; nothing is read but metadata.
 
@@ -123,6 +124,8 @@ def make_plan(
         allow_large: Run even beyond :data:`MAX_TILES` / :data:`MAX_SECONDS`.
         window: Raster pixels to process instead of the bbox's (a chunk of ``backend.batch``).
         work_span: Working-grid span ``((p0, p1), (q0, q1))`` to tile instead of the window's.
+        concepts: Trained concepts the prompt names (lexicon keys); with ``gsd_m="auto"`` a
+            segmenter's ``gsd_m_for(concepts)`` picks the working resolution.
 
     Raises:
         InputError, UnsupportedRasterError: Bad CRS, bbox, AOI, bands or tiling.
@@ -151,7 +154,10 @@ def make_plan(
     overlap_px = tile_px // 8 if options.overlap_px is None else options.overlap_px
     if overlap_px >= tile_px:
         raise InputError(f"overlap_px={overlap_px} must be smaller than tile_px={tile_px}")
-    gsd = getattr(segmenter, "gsd_m", None) if options.gsd_m == "auto" else options.gsd_m
+    gsd = options.gsd_m
+    if gsd == "auto":  # the model's own: per concept of the prompt when the model says so
+        gsd_for = getattr(segmenter, "gsd_m_for", None)
+        gsd = gsd_for(concepts) if callable(gsd_for) else getattr(segmenter, "gsd_m", None)
     if gsd is not None and (not _finite(gsd) or gsd <= 0):
         raise InputError(f"segmenter gsd_m={gsd!r} must be > 0 or None")
     grid = _plan(info, window, gsd, tile_px, overlap_px, span=work_span)

@@ -84,6 +84,7 @@ def _run(
         allow_large=allow_large,
         window=window,
         work_span=work_span,
+        concepts=prompt.concepts,
     )
     info, window, bands, plan = run_plan.info, run_plan.window, run_plan.bands, run_plan.grid
     tile_px, overlap_px, gsd, aoi_px = (
