@@ -85,7 +85,10 @@ def _check_text(text: object) -> None:
         raise InputError(f"text is empty or whitespace ({text!r}); describe what to segment")
 
 
-def _as_image_batch(images: torch.Tensor | np.ndarray) -> torch.Tensor:
+def _as_image_batch(
+    images: torch.Tensor | np.ndarray, texts: Sequence[str] | None = None
+) -> torch.Tensor:
+    """``(B, H, W, 3)`` uint8 tensor of ``images`` (checked), one per caption of ``texts``."""
     if isinstance(images, np.ndarray):
         arr = np.ascontiguousarray(images)
         if not arr.flags.writeable:  # read-only input (e.g. a cached tile): copy, never alias
@@ -105,4 +108,14 @@ def _as_image_batch(images: torch.Tensor | np.ndarray) -> torch.Tensor:
     h, w = images.shape[1:3]
     if min(h, w) < MIN_IMAGE_PX:
         raise InputError(f"images must be at least {MIN_IMAGE_PX}x{MIN_IMAGE_PX} px, got {h}x{w}")
+    if texts is not None and len(texts) != images.shape[0]:
+        raise InputError(f"got {images.shape[0]} images but {len(texts)} texts; pass one per image")
     return images
+
+
+def _unit_batch(
+    images: torch.Tensor | np.ndarray, texts: Sequence[str], device: torch.device
+) -> torch.Tensor:
+    """Checked ``images`` as ``(B, 3, H, W)`` float32 in ``[0, 1]`` on ``device``."""
+    x = _as_image_batch(images, texts)
+    return x.to(device).permute(0, 3, 1, 2).float().div_(255.0)

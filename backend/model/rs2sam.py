@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError
 from .bhfm import AdaptedBlock, TextFusion, TextState, add_adapters
 from .configs import ModelConfig, get_model_config
 from .meta_init import params_on_meta as _params_on_meta
@@ -45,10 +45,10 @@ from .model_io import (
     MIN_IMAGE_PX,
     ModelInputs,
     ModelOutput,
-    _as_image_batch,
     _channel_stat,
     _check_text,
     _resize,
+    _unit_batch,
 )
 from .mpg import MaskPromptGenerator
 from .sam2_build import _build_sam2, load_sam2_yaml
@@ -296,12 +296,9 @@ class RS2SAM2(nn.Module):
         Raises:
             InputError: On a bad image batch or caption.
         """
-        x = _as_image_batch(images)
-        if len(texts) != x.shape[0]:
-            raise InputError(f"got {x.shape[0]} images but {len(texts)} texts; pass one per image")
-        tokens, pad = self.tokenize(texts)
         device = self.sam_mean.device
-        x = x.to(device).permute(0, 3, 1, 2).float().div_(255.0)
+        x = _unit_batch(images, texts, device)
+        tokens, pad = self.tokenize(texts)
         sam = (_resize(x, self.image_size) - self.sam_mean) / self.sam_std
         clip = (_resize(x, self.clip_image_size) - self.clip_mean) / self.clip_std
         return ModelInputs(sam, clip, tokens.to(device), pad.to(device))

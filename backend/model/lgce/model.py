@@ -33,7 +33,7 @@ from torch import nn
 
 from ...errors import ConfigError, InputError
 from ..meta_init import params_on_meta
-from ..model_io import IMAGENET_MEAN, IMAGENET_STD, _as_image_batch, _channel_stat, _resize
+from ..model_io import IMAGENET_MEAN, IMAGENET_STD, _channel_stat, _resize, _unit_batch
 from .config import LGCEConfig
 from .decoder import LavtDecoder
 from .fusion import CrossScaleEnhancement, LanguageGate, PixelWordAttention
@@ -231,12 +231,9 @@ class LGCE(nn.Module):
         Raises:
             InputError: On a bad image batch or caption.
         """
-        x = _as_image_batch(images)
-        if len(texts) != x.shape[0]:
-            raise InputError(f"got {x.shape[0]} images but {len(texts)} texts; pass one per image")
-        tokens, pad = self.tokenize(texts)
         dev = self.mean.device
-        x = x.to(dev).permute(0, 3, 1, 2).float().div_(255.0)
+        x = _unit_batch(images, texts, dev)
+        tokens, pad = self.tokenize(texts)
         x = (_resize(x, self.image_size) - self.mean) / self.std
         return LGCEInputs(x, tokens.to(dev), pad.to(dev))
 

@@ -262,9 +262,7 @@ class OfficialRS2SAM2(nn.Module):
         Raises:
             InputError: On a bad image batch or caption.
         """
-        x = _as_image_batch(images)
-        if len(texts) != x.shape[0]:
-            raise InputError(f"got {x.shape[0]} images but {len(texts)} texts; pass one per image")
+        x = _as_image_batch(images, texts)
         tokens, pad = self.tokenize(texts)
         arr = x.cpu().numpy()
         device = self.sam_mean.device
