@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from backend.errors import ConfigError
-from backend.model.rs2sam import IMAGENET_MEAN, IMAGENET_STD, ModelOutput, _as_image_batch
+from backend.model.model_io import IMAGENET_MEAN, IMAGENET_STD, ModelOutput, _as_image_batch
 
 __all__ = ["FilmUNet", "FilmUNetConfig", "FilmUNetInputs", "build_film_unet"]
 
