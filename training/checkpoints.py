@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ class TrainState:
     best_score: float = -math.inf
     best_epoch: int = -1
     elapsed_s: float = 0.0
+    curriculum_starts: list[int] = field(default_factory=list)  # epochs of time-based stages
 
 
 def rng_state() -> dict[str, Any]:

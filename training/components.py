@@ -142,13 +142,47 @@ def lr_factor(cfg: TrainConfig, epoch: int, global_step: int, total_steps: int,
     return f
 
 
-def curriculum_types(cfg: TrainConfig, epoch: int) -> list[str]:
-    """Expression types trained in ``epoch`` (empty = all)."""
+def curriculum_types(cfg: TrainConfig, epoch: int, started: list[int] | None = None) -> list[str]:
+    """Expression types trained in ``epoch`` (empty = all).
+
+    Args:
+        cfg: The config.
+        epoch: 0-based epoch index.
+        started: For stages with ``start_fraction``: the epoch each started stage began with
+            (``TrainState.curriculum_starts``); stages not in it have not started.
+    """
     types: list[str] = []
-    for stage in cfg.curriculum:
-        if epoch >= stage.start_epoch:
+    for i, stage in enumerate(cfg.curriculum):
+        if stage.start_fraction is None:
+            begins = stage.start_epoch
+        elif started is not None and i < len(started):
+            begins = started[i]
+        else:
+            break
+        if epoch >= begins:
             types = list(stage.types)
     return types
+
+
+def start_due_stages(cfg: TrainConfig, started: list[int], epoch: int,
+                     time_fraction: float) -> bool:
+    """Start (in place) the time-based curriculum stages due at the start of ``epoch``.
+
+    Args:
+        cfg: The config.
+        started: ``TrainState.curriculum_starts``, appended to.
+        epoch: The epoch about to begin (0-based).
+        time_fraction: Share of ``optim.schedule_time_s`` trained so far.
+
+    Returns:
+        True when a stage started.
+    """
+    n = len(started)
+    for stage in cfg.curriculum[n:]:
+        if stage.start_fraction is None or time_fraction < stage.start_fraction:
+            break
+        started.append(epoch)
+    return len(started) > n
 
 
 class _SkipSampler(Sampler[int]):
@@ -167,9 +201,13 @@ class _SkipSampler(Sampler[int]):
 
 
 def epoch_loader(train_set: TrainSet, cfg: TrainConfig, info: DistInfo, epoch: int,
-                 skip_samples: int = 0) -> tuple[DataLoader, int]:  # type: ignore[type-arg]
-    """The loader of one epoch and its number of optimiser steps (after the step cap)."""
-    indices = train_set.indices_for_types(curriculum_types(cfg, epoch))
+                 skip_samples: int = 0, started: list[int] | None = None,
+                 ) -> tuple[DataLoader, int]:  # type: ignore[type-arg]
+    """The loader of one epoch and its number of optimiser steps (after the step cap).
+
+    ``started`` is ``TrainState.curriculum_starts`` (time-based curriculum stages).
+    """
+    indices = train_set.indices_for_types(curriculum_types(cfg, epoch, started))
     if len(indices) < info.world_size * cfg.batch_size:
         raise InputError(f"epoch {epoch}: only {len(indices)} training samples for "
                          f"{info.world_size} x batch {cfg.batch_size}")

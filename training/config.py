@@ -248,10 +248,21 @@ class InferenceConfig:
 
 @dataclass
 class CurriculumStage:
-    """From ``start_epoch`` on, train only on these expression types (empty = all)."""
+    """From ``start_epoch`` on, train only on these expression types (empty = all).
+
+    Attributes:
+        start_epoch: First epoch (0-based) of the stage.
+        start_fraction: When set, the stage starts instead with the first epoch that begins
+            once this share (0-1) of ``optim.schedule_time_s`` has been trained, so that runs
+            of different speed spend the same share of a wall-clock budget in each stage. The
+            epoch it began with is kept in the training state (a resumed run keeps it). Either
+            every stage sets it or none does.
+        types: Expression types of the stage (empty = all).
+    """
 
     start_epoch: int = 0
     types: list[str] = field(default_factory=list)
+    start_fraction: float | None = None
 
 
 @dataclass
@@ -366,6 +377,16 @@ class TrainConfig:
                f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         starts = [s.start_epoch for s in self.curriculum]
         _check(starts == sorted(starts), f"curriculum start epochs must increase, got {starts}")
+        fractions = [s.start_fraction for s in self.curriculum]
+        if any(f is not None for f in fractions):
+            _check(all(f is not None and 0 <= f <= 1 for f in fractions),
+                   f"curriculum start_fraction must be set on every stage, each in [0, 1], "
+                   f"got {fractions}")
+            _check(fractions == sorted(fractions),  # type: ignore[type-var]
+                   f"curriculum start fractions must increase, got {fractions}")
+            _check(self.optim.schedule_time_s > 0,
+                   "curriculum start_fraction needs optim.schedule_time_s > 0 (the wall-clock "
+                   "budget the fractions refer to)")
 
 
 def _format_omegaconf_error(err: Exception) -> str:

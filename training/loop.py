@@ -46,6 +46,7 @@ from training.components import (
     lr_factor,
     make_optimizer,
     resolve_train_device,
+    start_due_stages,
 )
 from training.config import TrainConfig, config_to_yaml
 from training.data.datasets import EvalSet, TrainSet
@@ -62,7 +63,7 @@ __all__ = [  # the trainer's public names (cli, tests) stay importable from here
     "TrainState", "build_train_set", "build_training_model", "build_val_sets",
     "curriculum_types", "epoch_loader", "evaluate", "export_inference", "fit",
     "load_training_checkpoint", "lr_factor", "make_optimizer", "resolve_train_device",
-    "train_one_epoch",
+    "start_due_stages", "train_one_epoch",
 ]
 
 
@@ -73,7 +74,13 @@ def train_one_epoch(ctx: _Run, epoch: int) -> None:
     cfg, info, state = ctx.cfg, ctx.info, ctx.state
     per_step = cfg.batch_size * cfg.grad_accum_steps
     start = state.step_in_epoch if state.epoch == epoch else 0
-    loader, steps = epoch_loader(ctx.train_set, cfg, info, epoch, skip_samples=start * per_step)
+    # every rank takes the same decision: the ranks' mean share of the time budget
+    fraction = float(all_reduce_mean(torch.tensor([ctx.time_fraction()]))[0])
+    if start == 0 and start_due_stages(cfg, state.curriculum_starts, epoch, fraction):
+        logger.info("curriculum stage %d starts with epoch %d (%.0f %% of the time budget)",
+                    len(state.curriculum_starts) - 1, epoch + 1, 100 * fraction)
+    loader, steps = epoch_loader(ctx.train_set, cfg, info, epoch, skip_samples=start * per_step,
+                                 started=state.curriculum_starts)
     ctx.model.train()
     it = iter(loader)
     window: list[torch.Tensor] = []
@@ -261,7 +268,9 @@ def _fit(cfg: TrainConfig, device: torch.device, info: DistInfo) -> dict[str, An
         ddp_model = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=cfg.find_unused_parameters)
-    _, steps0 = epoch_loader(train_set, cfg, info, 0)
+    started0 = list(state.curriculum_starts)
+    start_due_stages(cfg, started0, 0, 0.0)
+    _, steps0 = epoch_loader(train_set, cfg, info, 0, started=started0)
     train_log = CsvLog(out_dir / "train_log.csv", TRAIN_LOG_FIELDS)
     val_log = CsvLog(out_dir / "val_log.csv", VAL_LOG_FIELDS)
     if info.is_main:

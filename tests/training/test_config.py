@@ -4,7 +4,7 @@ import pytest
 
 from backend.errors import ConfigError
 from training.config import CONFIG_DIR, load_train_config
-from training.loop import curriculum_types, lr_factor
+from training.loop import curriculum_types, lr_factor, start_due_stages
 
 SYN = ["data.sets=[{format: synthetic}]"]
 
@@ -102,3 +102,26 @@ def test_val_types_restrict_the_validation_samples(refsegrs_root):
     assert only[0]["type"] == "position"
     with pytest.raises(ConfigError, match=r"no val samples of types \['size'\]"):
         build_val_sets(load_train_config(None, [*base, "data.sets.0.val_types=[size]"]), 64)
+
+
+def test_time_based_curriculum_stages():
+    """Stages with start_fraction begin at the first epoch after that share of the budget."""
+    stages = ("curriculum=[{start_fraction: 0.0, types: [class]}, "
+              "{start_fraction: 0.25, types: []}]")
+    cfg = load_train_config(None, [*SYN, stages, "optim.schedule_time_s=100"])
+    started: list[int] = []
+    assert start_due_stages(cfg, started, 0, 0.0) and started == [0]
+    assert not start_due_stages(cfg, started, 3, 0.2) and started == [0]
+    assert curriculum_types(cfg, 3, started) == ["class"]
+    assert start_due_stages(cfg, started, 4, 0.26) and started == [0, 4]
+    assert curriculum_types(cfg, 3, started) == ["class"]  # a started stage keeps its epoch
+    assert curriculum_types(cfg, 4, started) == [] and curriculum_types(cfg, 9, started) == []
+    assert curriculum_types(cfg, 0, []) == []  # nothing started yet: all types
+    with pytest.raises(ConfigError, match="schedule_time_s"):
+        load_train_config(None, [*SYN, stages])
+    with pytest.raises(ConfigError, match="every stage"):
+        load_train_config(None, [*SYN, "optim.schedule_time_s=100", "curriculum=[{start_epoch: "
+                                 "0, types: [class]}, {start_fraction: 0.5, types: []}]"])
+    with pytest.raises(ConfigError, match="must increase"):
+        load_train_config(None, [*SYN, "optim.schedule_time_s=100", "curriculum=[{start_fraction"
+                                 ": 0.5, types: [class]}, {start_fraction: 0.1, types: []}]"])

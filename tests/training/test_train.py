@@ -144,3 +144,25 @@ def test_lgce_trains_resumes_exports_and_evaluates_with_the_same_trainer(tmp_pat
     for path in (out, full / "last.pt"):
         assert main(["eval", "--checkpoint", str(path), "--dataset", "synthetic", "--root", "-",
                      "--split", "val", "--threads", "1"]) == 0
+
+
+@pytest.mark.parametrize(("budget_s", "starts"), [(1e6, [0]), (1e-9, [0, 0])])
+def test_time_based_curriculum_is_recorded_and_kept_on_resume(tmp_path, budget_s, starts):
+    """A wall-clock curriculum stage starts once its share of the budget has passed; the epoch
+    it started with is saved in last.pt and a resumed run keeps it."""
+    from training.checkpoints import load_training_checkpoint
+
+    out = tmp_path / "timed"
+    base = ["train", "--config", str(SMOKE), f"out_dir={out}", "progress=false",
+            f"optim.schedule_time_s={budget_s}", "curriculum=[{start_fraction: 0.0, types: "
+            "[class]}, {start_fraction: 0.5, types: []}]"]
+    assert main([*base, "max_steps=3"]) == 0
+    assert load_training_checkpoint(out / "last.pt")["state"]["curriculum_starts"] == starts
+    assert main([*base, "resume=auto"]) == 0
+    assert load_training_checkpoint(out / "last.pt")["state"]["curriculum_starts"] == starts
+    ref = tmp_path / "uninterrupted"
+    assert main([*base[:3], f"out_dir={ref}", *base[4:]]) == 0
+    assert load_training_checkpoint(ref / "last.pt")["state"]["curriculum_starts"] == starts
+    steps = [json.loads((d / "metrics.json").read_text())["global_step"] for d in (out, ref)]
+    assert steps[0] == steps[1] == (4 if starts == [0, 0] else 2)  # class-only epochs: 1 step
+    assert _sha(out / "final.safetensors") == _sha(ref / "final.safetensors")
