@@ -3,7 +3,8 @@
 For every (raster, query) it writes ``<out>/<raster>__<query>.gpkg`` and a PNG overlay
 (polygon outlines over the image, the query in the legend), prints a summary table (query,
 working GSD, polygons, area, seconds) and, where ground-truth polygons exist (the SpaceNet
-building footprints), the IoU of the predicted area against them.
+building footprints; an approximate water reference of the Dutch tile), the IoU of the predicted
+area against them and the share of the reference inside the prediction ("found").
 
 Usage::
 
@@ -39,8 +40,11 @@ DEMO_CASES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 """Bundled rasters and the queries run on each (kinds of expressions the model was trained on)."""
 
-TRUTH = {(SPACENET, "the buildings"): SPACENET_TRUTH}
-"""(raster, query) -> ground-truth polygon file in ``demo_data/``."""
+WATER_TRUTH = "test_tiled_water.gpkg"
+
+TRUTH = {(SPACENET, "the buildings"): SPACENET_TRUTH, ("test_tiled.tif", "water"): WATER_TRUTH}
+"""(raster, query) -> reference polygon file in ``demo_data/``: the SpaceNet footprints, and an
+approximate water reference of the Dutch tile made by ``tools/make_water_reference.py``."""
 
 QUERY_GSD_M = {("test_tiled.tif", "vehicles"): 0.25}
 """(raster, query) -> working GSD (m/px) instead of the model's own: the bundled weights saw
@@ -60,6 +64,7 @@ class DemoRow:
     png: Path
     iou: float | None
     gsd_m: float | None = None
+    found: float | None = None  # share of the reference area inside the prediction
     warnings: tuple[str, ...] = ()
 
 
@@ -95,6 +100,16 @@ def truth_iou(polygons: Sequence[Any], truth: Sequence[Any]) -> float:
     return float(pred.intersection(gt).area / union) if union > 0 else 0.0
 
 
+def truth_found(polygons: Sequence[Any], truth: Sequence[Any]) -> float:
+    """Share (0-1) of the union of ``truth`` that lies inside the union of ``polygons``."""
+    import shapely
+    from shapely.ops import unary_union
+
+    pred = unary_union(list(polygons)) if polygons else shapely.Polygon()
+    gt = unary_union(list(truth)) if truth else shapely.Polygon()
+    return float(pred.intersection(gt).area / gt.area) if gt.area > 0 else 0.0
+
+
 def overlay_png(
     raster: Path,
     polygons: Sequence[Any],
@@ -105,7 +120,7 @@ def overlay_png(
 ) -> Path:
     """Draw polygon outlines over the raster (downsampled to <= 1024 px) with a legend.
 
-    Predictions are yellow; ground-truth polygons, when given, dashed cyan.
+    Predictions are yellow; reference polygons, when given, dashed cyan.
     """
     import matplotlib
 
@@ -143,7 +158,7 @@ def overlay_png(
     draw(polygons, color="#ffea00", linewidth=1.4)
     handles = [Line2D([0], [0], color="#ffea00", lw=2, label=f'"{query}"')]
     if truth:
-        handles.append(Line2D([0], [0], color="#00e5ff", lw=2, ls="--", label="ground truth"))
+        handles.append(Line2D([0], [0], color="#00e5ff", lw=2, ls="--", label="reference"))
     ax.set_axis_off()
     ax.legend(
         handles=handles,
@@ -189,13 +204,15 @@ def run_demo(
             )
             seconds = time.perf_counter() - t0
             area = float(sum(a["area_m2"] for a in result.attributes))
-            iou, truth = None, []
+            iou, found, truth = None, None, []
             truth_name = TRUTH.get((raster_name, query))
             if truth_name is not None and (data_dir / truth_name).exists():
                 truth = read_truth(data_dir / truth_name, result.crs)
                 iou = truth_iou(result.polygons, truth)
+                found = truth_found(result.polygons, truth)
             note = f"{len(result.polygons)} polygons, {area:,.0f} m², {seconds:.1f} s" + (
-                f", IoU vs ground truth {100 * iou:.1f} %" if iou is not None else ""
+                f", IoU vs reference {100 * iou:.1f} %, {100 * found:.0f} % of it found"
+                if iou is not None and found is not None else ""
             )
             png = overlay_png(raster, result.polygons, query, out_dir / f"{stem}.png", note, truth)
             rows.append(
@@ -209,6 +226,7 @@ def run_demo(
                     png=png,
                     iou=iou,
                     gsd_m=result.gsd_m,
+                    found=found,
                     warnings=tuple(result.warnings),
                 )
             )
@@ -218,15 +236,17 @@ def run_demo(
 def format_table(rows: Sequence[DemoRow]) -> str:
     """The summary as a markdown table."""
     lines = [
-        "| raster | query | GSD | polygons | area (m²) | seconds | IoU vs truth |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| raster | query | GSD | polygons | area (m²) | seconds | IoU vs reference | "
+        "reference found |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         iou = f"{100 * r.iou:.1f} %" if r.iou is not None else "–"
+        found = f"{100 * r.found:.0f} %" if r.found is not None else "–"
         gsd = "native" if r.gsd_m is None else f"{r.gsd_m:g} m"
         lines.append(
             f"| {r.raster[:32]} | {r.query} | {gsd} | {r.polygons} | {r.area_m2:,.0f} | "
-            f"{r.seconds:.1f} | {iou} |"
+            f"{r.seconds:.1f} | {iou} | {found} |"
         )
     notes = [f"- {r.query!r}: {w}" for r in rows for w in r.warnings]
     return "\n".join([*lines, "", *notes] if notes else lines)

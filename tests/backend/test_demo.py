@@ -6,7 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from backend.demo import DEMO_DIR, SPACENET, SPACENET_TRUTH, main, read_truth, truth_iou
+from backend.demo import (
+    DEMO_DIR,
+    SPACENET,
+    SPACENET_TRUTH,
+    WATER_TRUTH,
+    main,
+    read_truth,
+    truth_found,
+    truth_iou,
+)
 
 
 @pytest.mark.parametrize("config", ["default", "test-tiny"])
@@ -31,7 +40,7 @@ def test_demo_reduced_writes_gpkg_png_and_table(tmp_path: Path, capsys, config: 
     )
     assert rc == 0
     out = capsys.readouterr().out
-    assert "| the buildings |" in out and "IoU vs truth" in out
+    assert "| the buildings |" in out and "IoU vs reference" in out
     gpkgs = list(tmp_path.glob("*.gpkg"))
     pngs = list(tmp_path.glob("*.png"))
     assert len(gpkgs) == 1 and len(pngs) == 1 and pngs[0].stat().st_size > 10_000
@@ -53,6 +62,34 @@ def test_truth_iou_is_one_against_itself_and_zero_when_disjoint() -> None:
     assert truth_iou(truth, truth) == pytest.approx(1.0)
     assert truth_iou([translate(g, 10_000, 0) for g in truth], truth) == 0.0
     assert truth_iou([], []) == 0.0
+    assert truth_found(truth, truth) == pytest.approx(1.0)
+    share = truth[0].area / sum(g.area for g in truth)
+    assert truth_found([truth[0]], truth) == pytest.approx(share)
+    assert truth_found([], truth) == 0.0
+
+
+def test_water_reference_is_the_committed_file_and_covers_the_river() -> None:
+    """tools/make_water_reference.py reproduces demo_data/test_tiled_water.gpkg, and the
+    reference covers the river's dark water (a pixel in mid-channel) but not the roofs."""
+    import importlib.util
+
+    import numpy as np
+    import rasterio
+    import shapely
+    from shapely.ops import unary_union
+
+    spec = importlib.util.spec_from_file_location(
+        "mwr", Path(__file__).resolve().parents[2] / "tools" / "make_water_reference.py")
+    mwr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mwr)
+    with rasterio.open(DEMO_DIR / "test_tiled.tif") as ds:
+        mask = mwr.water_mask(ds.read())
+        water = unary_union(read_truth(DEMO_DIR / WATER_TRUTH, ds.crs.to_wkt()))
+        xy = ds.xy  # (row, col) -> pixel centre
+        assert abs(water.area - mask.sum() * 0.25 * 0.25) / water.area < 0.01
+        assert mask[700, 500] and water.contains(shapely.Point(*xy(700, 500)))  # river
+        assert not mask[580, 250] and not water.contains(shapely.Point(*xy(580, 250)))  # roof
+    assert 0.25 < float(np.mean(mask)) < 0.40
 
 
 def test_demo_user_error_exits_2(tmp_path: Path, capsys) -> None:
