@@ -51,9 +51,12 @@ def build_training_model(cfg: TrainConfig, device: torch.device) -> nn.Module:
         logger.info("%s", report.format())
     if cfg.init_checkpoint:
         state, ck_cfg, _meta, _sha = read_checkpoint(Path(cfg.init_checkpoint))
-        if ck_cfg.to_dict() != mcfg.to_dict():
-            logger.warning("init_checkpoint was trained as %r; loading into %r", ck_cfg.name,
-                           mcfg.name)
+        old, new = ck_cfg.to_dict(), mcfg.to_dict()
+        if old != new:
+            diff = {k: (old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys())
+                    if old.get(k) != new.get(k)}
+            logger.warning("init_checkpoint's model config differs from %r in (stored, "
+                           "configured): %s", mcfg.name, diff)
         load_state_dict_checked(model, state, source=cfg.init_checkpoint)
     model.apply_freezing()
     return model.to(device)
