@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 INSTANCE_TYPES = ("position", "ordinal", "size", "relation")
-CPU_RUN = {"nwpu_class": 37.7, "nwpu_instance": 13.4, "dubai_class": 48.5}  # model_card.md, 2026-12-05
+# the shipped CPU default (docs/model_card.md, 2026-12-05)
+CPU_RUN = {"nwpu_class": 37.7, "nwpu_instance": 13.4, "dubai_class": 48.5}
 TARGETS = {"nwpu_class": 50.0, "nwpu_instance": 35.0, "dubai_class": 55.0}  # issue 16
 
 
