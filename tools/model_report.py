@@ -117,12 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(row))
         return 0
 
-    from backend.model.configs import get_model_config, list_models
+    from backend.model.configs import list_models
 
-    # this report's columns (CLIP view, union design, trunk freezing) are RS2-SAM 2's
-    names = args.configs or [n for n in list_models()
-                             if get_model_config(n).architecture in ("rs2sam2", "rs2sam2-official")]
-    order = {"test-tiny": 0, "nano": 1, "base": 2, "large": 3, "official-tiny": 4}
+    names = args.configs or list_models()
+    order = {"test-tiny": 0, "nano": 1, "base": 2, "large": 3, "official-tiny": 4,
+             "lgce-tiny": 5, "lgce-nano": 6}
     names = sorted(names, key=lambda n: order.get(n, 9))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(args.threads)}
     rows = []
@@ -155,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         "forward = preprocessing + model, batch 1, native size\n"
     )
     print(
-        "| config | input px | union encoder | params total | trainable | adapters "
+        "| config | input px | encoders | params total | trainable | adapters "
         "| build s | forward s | peak RSS |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
@@ -169,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"| {r['name']} | {r['image_size']} | {r['union_desc']} "
             f"| {_millions(r['total'])} | {_millions(r['trainable'])} "
-            f"| {_millions(r['adapters'])} | {r['build_s']:.1f} | {timing} "
+            f"| {_millions(r['adapters']) if 'adapters' in r else '–'} "
+            f"| {r['build_s']:.1f} | {timing} "
             f"| {r['peak_rss_gib']:.2f} GiB |"
         )
         if isinstance(r.get("sam2"), int):

@@ -330,3 +330,24 @@ def test_swin_loader_refuses_pickled_code(tmp_path: Path) -> None:
     (tmp_path / "evil.pth").write_bytes(pickle.dumps({"model": Evil()}))
     with pytest.raises(CheckpointError):
         init_lgce_pretrained(build_lgce("lgce-tiny"), {"swin": str(tmp_path / "evil.pth")})
+
+
+def test_model_report_measures_lgce_configs() -> None:
+    """tools/model_report.py is architecture-neutral: an LGCE config gets a row with its
+    encoders, its parameter count and a forward time (no RS2-SAM 2-only fields needed)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[3]
+    proc = subprocess.run(
+        [sys.executable, str(root / "tools" / "model_report.py"), "--one", "lgce-tiny",
+         "--threads", "1", "--runs", "1"],
+        cwd=root, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    cfg = get_model_config("lgce-tiny")
+    assert row["architecture"] == "lgce" and row["image_size"] == cfg.image_size
+    assert row["union_desc"].startswith(f"Swin C={cfg.embed_dim} ")
+    assert row["total"] == build_lgce(cfg).parameter_counts()["total"]
+    assert row["forward_s"] > 0 and "adapters" not in row
