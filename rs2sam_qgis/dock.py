@@ -160,7 +160,8 @@ class SegmentDock(QgsDockWidget):
             tr(
                 "Ground resolution the image is resampled to before the model sees it, so the "
                 "result does not depend on the zoom. 'Model's own' = what the weights were "
-                "trained at (1 m/px for the bundled weights; use 0.25 for vehicles)."
+                "trained at, per concept of the text when they store it (bundled weights: "
+                "vehicles 0.25 m/px, most others 1 m/px)."
             )
         )
 

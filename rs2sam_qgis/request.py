@@ -67,7 +67,8 @@ class SegmentRequest:
         source_name: Written to the ``source`` field for provider reads (the layer name).
         allow_large: Run even beyond the backend's planned limits (tiles / estimated time).
         gsd_m: Working ground resolution in m/px to resample to; None = the model's own
-            (the checkpoint's ``gsd_m``, 1 m/px for the bundled weights).
+            (the checkpoint's per-concept table, else its ``gsd_m``; bundled weights:
+            vehicles 0.25 m/px, most others 1 m/px).
     """
 
     text: str
