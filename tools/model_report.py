@@ -78,7 +78,7 @@ def measure(name: str, device: str, threads: int, runs: int, once: bool) -> dict
         "name": name,
         "architecture": arch.name,
         "image_size": size,
-        "union_desc": model.describe_union(),
+        "encoders": model.describe_encoders(),
         **counts,
         "build_s": build_s,
         "forward_s": statistics.median(times),
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             else f"{r['forward_s']:.3f} (median of {r['runs']})"
         )
         print(
-            f"| {r['name']} | {r['image_size']} | {r['union_desc']} "
+            f"| {r['name']} | {r['image_size']} | {r['encoders']} "
             f"| {_millions(r['total'])} | {_millions(r['trainable'])} "
             f"| {_millions(r['adapters']) if 'adapters' in r else '–'} "
             f"| {r['build_s']:.1f} | {timing} "

@@ -240,7 +240,7 @@ class RS2SAM2(nn.Module):
             "adapters": sum(p.numel() for p in self.adapter_parameters()),
         }
 
-    def describe_union(self) -> str:
+    def describe_encoders(self) -> str:
         """One line for reports: the union encoder."""
         cfg = self.config
         return f"{cfg.union_encoder}, {cfg.clip_model} @{cfg.clip_image_size} (g={self.grid_size})"

@@ -195,8 +195,8 @@ class LGCE(nn.Module):
         """``{"new": [...], "base": [...]}`` (see :meth:`named_param_groups`)."""
         return {k: [p for _, p in v] for k, v in self.named_param_groups().items()}
 
-    def describe_union(self) -> str:
-        """One line for reports: the image and text encoders (LGCE has no union encoder)."""
+    def describe_encoders(self) -> str:
+        """One line for reports: the image and text encoders."""
         cfg = self.config
         return (f"Swin C={cfg.embed_dim} {tuple(cfg.depths)} w{cfg.window_size} + text "
                 f"{cfg.text_layers}x{cfg.text_width} {cfg.tokenizer}")

@@ -233,7 +233,7 @@ class OfficialRS2SAM2(nn.Module):
             "heads": total - union - sam,
         }
 
-    def describe_union(self) -> str:
+    def describe_encoders(self) -> str:
         """One line for reports: the union encoder."""
         c = self.config
         return f"BEiT-3 {c.beit3_layers}×{c.beit3_width} @{c.beit3_image_size} (g={self.grid_size})"

@@ -348,6 +348,6 @@ def test_model_report_measures_lgce_configs() -> None:
     row = json.loads(proc.stdout.strip().splitlines()[-1])
     cfg = get_model_config("lgce-tiny")
     assert row["architecture"] == "lgce" and row["image_size"] == cfg.image_size
-    assert row["union_desc"].startswith(f"Swin C={cfg.embed_dim} ")
+    assert row["encoders"].startswith(f"Swin C={cfg.embed_dim} ")
     assert row["total"] == build_lgce(cfg).parameter_counts()["total"]
     assert row["forward_s"] > 0 and "adapters" not in row
