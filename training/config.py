@@ -166,7 +166,9 @@ def _format_omegaconf_error(err: Exception) -> str:
 
 
 def load_train_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
-    """Defaults, then the YAML file, then ``key=value`` overrides; types checked on every merge.
+    """Defaults, then the YAML file (after its ``base:`` chain), then ``key=value`` overrides.
+
+    Types are checked on every merge.
 
     Args:
         path: A YAML file (or None for the defaults).
@@ -193,7 +195,8 @@ def load_train_config(path: str | Path | None, overrides: list[str] | None = Non
                     f"config file {str(p)!r} not found; the bundled ones are in "
                     f"training/configs/: {known}"
                 )
-            merged = OmegaConf.merge(merged, OmegaConf.load(p))
+            for layer in _yaml_layers(p):
+                merged = OmegaConf.merge(merged, layer)
         bad = [o for o in overrides or [] if "=" not in o]
         if bad:
             raise ConfigError(f"overrides must look like key=value, got {bad}")
@@ -207,6 +210,32 @@ def load_train_config(path: str | Path | None, overrides: list[str] | None = Non
     if not isinstance(cfg, TrainConfig):
         raise ConfigError(f"config did not produce a TrainConfig (got {type(cfg).__name__})")
     return cfg
+
+
+def _yaml_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[Any]:
+    """The YAML file's layers, outermost base first.
+
+    A top-level ``base: other.yaml`` (relative to the file's folder) is loaded before the file,
+    which then overrides it key by key (lists are replaced whole).
+
+    Raises:
+        ConfigError: A missing base file or a cycle of bases.
+    """
+    from omegaconf import DictConfig, OmegaConf
+
+    path = path.resolve()
+    if path in seen:
+        chain = " -> ".join(str(s.name) for s in (*seen, path))
+        raise ConfigError(f"config bases form a cycle: {chain}; remove one 'base:' line")
+    layer = OmegaConf.load(path)
+    base = layer.pop("base", None) if isinstance(layer, DictConfig) else None
+    if base is None:
+        return [layer]
+    base_path = path.parent / str(base)
+    if not base_path.is_file():
+        raise ConfigError(f"{path.name}: base {str(base)!r} not found (looked for "
+                          f"{base_path}); give a path relative to {path.parent}")
+    return [*_yaml_layers(base_path, (*seen, path)), layer]
 
 
 def config_to_yaml(cfg: TrainConfig) -> str:

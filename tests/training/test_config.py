@@ -125,3 +125,40 @@ def test_time_based_curriculum_stages():
     with pytest.raises(ConfigError, match="must increase"):
         load_train_config(None, [*SYN, "optim.schedule_time_s=100", "curriculum=[{start_fraction"
                                  ": 0.5, types: [class]}, {start_fraction: 0.1, types: []}]"])
+
+
+def test_base_key_layers_configs(tmp_path):
+    """``base: other.yaml`` loads the other file first (relative to this file's folder); this
+    file overrides it key by key; missing bases and cycles are clear errors."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "root.yaml").write_text(
+        "model: nano\ndata:\n  sets: [{format: synthetic}]\noptim:\n  lr_base: 1.0e-3\n"
+        "  lr_new: 2.0e-3\nseed: 7\n")
+    (tmp_path / "sub" / "mid.yaml").write_text("base: ../root.yaml\noptim:\n  lr_new: 5.0e-4\n")
+    (tmp_path / "sub" / "leaf.yaml").write_text("base: mid.yaml\nseed: 9\n")
+    cfg = load_train_config(tmp_path / "sub" / "leaf.yaml")
+    assert (cfg.model, cfg.seed) == ("nano", 9)
+    assert (cfg.optim.lr_base, cfg.optim.lr_new) == (1.0e-3, 5.0e-4)
+    assert [s.format for s in cfg.data.sets] == ["synthetic"]
+
+    (tmp_path / "lost.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match="nowhere.yaml"):
+        load_train_config(tmp_path / "lost.yaml")
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_train_config(tmp_path / "a.yaml")
+
+
+def test_bundled_configs_with_a_base_match_what_was_run():
+    """The derived configs equal their base plus the fields the runs changed."""
+    ft = load_train_config(CONFIG_DIR / "nano_default_ft.yaml")
+    ft2 = load_train_config(CONFIG_DIR / "nano_default_ft2.yaml")
+    assert ft2.init_checkpoint == "runs/nano_default_ft/final.safetensors"
+    assert (ft2.optim.lr_base, ft2.seed) == (1.25e-4, 2403)
+    assert ft2.augment == ft.augment and ft2.loss == ft.loss and ft2.inference == ft.inference
+    nano = load_train_config(CONFIG_DIR / "compare60_nano.yaml")
+    lgce = load_train_config(CONFIG_DIR / "compare60_lgce_nano.yaml")
+    assert lgce.model == "lgce-nano" and lgce.out_dir == "runs/compare60_lgce_nano"
+    assert (lgce.optim, lgce.curriculum, lgce.augment) == (nano.optim, nano.curriculum,
+                                                            nano.augment)
