@@ -15,22 +15,10 @@ from typing import Any
 
 from qgis.core import (
     QgsGeometry,
-    QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
-    QgsProcessingOutputNumber,
-    QgsProcessingParameterBoolean,
-    QgsProcessingParameterDefinition,
-    QgsProcessingParameterEnum,
-    QgsProcessingParameterExtent,
-    QgsProcessingParameterFeatureSource,
-    QgsProcessingParameterFile,
-    QgsProcessingParameterNumber,
-    QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterString,
-    QgsProcessingParameterVectorDestination,
     QgsProviderRegistry,
     QgsRasterLayer,
     QgsRectangle,
@@ -47,9 +35,9 @@ from ..models import choice_problem, parse_model_choice
 from ..request import SegmentRequest
 from ..runner import run_on_backend_thread
 from ..settings import default_threads
+from .parameters import segment_parameters
 
 ICON = Path(__file__).resolve().parents[1] / "icons" / "segment_by_text.svg"
-DEVICES = ["auto", "cpu", "cuda", "mps"]
 
 
 def _stage_reporter(feedback: QgsProcessingFeedback) -> Any:
@@ -147,115 +135,12 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
 
     # ------------------------------------------------------------------ parameters
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
-        """Declare the parameters (ids are part of the public contract)."""
-        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, tr("Raster layer")))
-        self.addParameter(
-            QgsProcessingParameterString(self.TEXT, tr("Text (what to segment)"), "", False, False)
-        )
-        self.addParameter(
-            QgsProcessingParameterExtent(
-                self.EXTENT, tr("Extent (empty = whole layer)"), None, True
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterFeatureSource(
-                self.AOI,
-                tr("Area of interest polygons (optional; only pixels inside become polygons)"),
-                [QgsProcessing.TypeVectorPolygon],
-                None,
-                True,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterFile(
-                self.CHECKPOINT,
-                tr("Checkpoint (.safetensors; empty = bundled weights)"),
-                QgsProcessingParameterFile.File,
-                "",
-                None,
-                True,
-                tr("Checkpoints (*.safetensors)"),
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.THRESHOLD,
-                tr("Threshold"),
-                QgsProcessingParameterNumber.Double,
-                0.5,
-                True,  # optional: 0.5 when not set (models, qgis_process)
-                0.01,
-                1.0,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.MIN_AREA,
-                tr("Minimum polygon area (m²)"),
-                QgsProcessingParameterNumber.Double,
-                0.0,
-                True,
-                0.0,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.GSD,
-                tr("Working resolution (m/px; 0 = the model's own)"),
-                QgsProcessingParameterNumber.Double,
-                0.0,
-                True,
-                0.0,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterEnum(
-                self.DEVICE, tr("Device"), DEVICES, False, "auto", True, usesStaticStrings=True
-            )
-        )
-        threads = QgsProcessingParameterNumber(
-            self.THREADS,
-            tr("CPU threads"),
-            QgsProcessingParameterNumber.Integer,
-            default_threads(),
-            True,
-            1,
-            256,
-        )
-        threads.setFlags(threads.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-        self.addParameter(threads)
-        pixel = QgsProcessingParameterNumber(
-            self.PIXEL_SIZE,
-            tr("Read resolution for web layers (layer CRS units; 0 = native)"),
-            QgsProcessingParameterNumber.Double,
-            0.0,
-            True,
-            0.0,
-        )
-        pixel.setFlags(pixel.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-        self.addParameter(pixel)
-        large = QgsProcessingParameterBoolean(
-            self.ALLOW_LARGE,
-            tr("Allow large runs (more than 10,000 tiles or 4 h of estimated model time)"),
-            False,
-            True,
-        )
-        large.setFlags(large.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-        self.addParameter(large)
-        # Hidden developer parameter: random-init registry config ("test-tiny") or a stand-in
-        # ("standin:red") for tests and CI without weights. Not shown in any dialog.
-        dev = QgsProcessingParameterString(
-            self.MODEL_CONFIG, tr("Developer model (random init / stand-in)"), "", False, True
-        )
-        dev.setFlags(dev.flags() | QgsProcessingParameterDefinition.FlagHidden)
-        self.addParameter(dev)
-        self.addParameter(
-            QgsProcessingParameterVectorDestination(
-                self.OUTPUT, tr("Segmented polygons"), QgsProcessing.TypeVectorPolygon
-            )
-        )
-        self.addOutput(QgsProcessingOutputNumber(self.POLYGONS, tr("Number of polygons")))
-        self.addOutput(QgsProcessingOutputNumber(self.AREA_M2, tr("Total area (m²)")))
+        """Declare the parameters (ids are part of the public contract; see parameters.py)."""
+        params, outputs = segment_parameters(self)
+        for param in params:
+            self.addParameter(param)
+        for output in outputs:
+            self.addOutput(output)
 
     # ------------------------------------------------------------------ running
     def checkParameterValues(
