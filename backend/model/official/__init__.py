@@ -15,6 +15,8 @@ Modules (importing this package loads none of them):
 * ``model``: :class:`~.model.OfficialRS2SAM2` and its builder;
 * ``keymap``: official prefix → ours, and the keys that are ignored with the reason;
 * ``release``: reading a release folder (config.json, safetensors / .bin / shards, tokeniser);
+* ``derive``: the architecture of a release from its tensor shapes and ``config.json``;
+* ``derive``: the architecture of a release from its tensor shapes and ``config.json``;
 * ``importer``: ``import_official`` behind ``python -m backend import-official``.
 """
 
