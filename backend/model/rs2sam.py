@@ -51,7 +51,9 @@ from .model_io import (
     _unit_batch,
 )
 from .mpg import MaskPromptGenerator
+from .rs2sam_params import ParamPolicy
 from .sam2_build import _build_sam2, load_sam2_yaml
+from .sam2_features import sam_image_features
 from .union import build_clip, build_union_encoder, get_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -65,23 +67,11 @@ __all__ = [
     "ModelOutput",
     "build_model",
     "load_sam2_yaml",
+    "sam_image_features",
 ]
 
 
-# parameters whose outputs RS2-SAM 2 never uses (IoU / object-score heads, point and box
-# prompts, the no-mask embedding): kept so official weights load, but frozen so they are not
-# "unused parameters" under DDP and not in any optimiser group
-_UNUSED_PREFIXES = (
-    "sam_mask_decoder.iou_prediction_head.",
-    "sam_mask_decoder.pred_obj_score_head.",
-    "sam_prompt_encoder.point_embeddings.",
-    "sam_prompt_encoder.not_a_point_embed.",
-    "sam_prompt_encoder.no_mask_embed.",
-)
-_ADAPTER_MARKERS = (".Space_Adapter.", ".MLP_Adapter.")
-
-
-class RS2SAM2(nn.Module):
+class RS2SAM2(ParamPolicy):
     """RS2-SAM 2: a union encoder prompting SAM 2 through BHFM adapters and the MPG.
 
     Build with :func:`build_model`. Sub-modules keep SAM 2's names at the top level
@@ -165,80 +155,6 @@ class RS2SAM2(nn.Module):
     def device(self) -> torch.device:
         """Device of the parameters."""
         return self.no_mem_embed.device
-
-    # ------------------------------------------------------------------ freezing and groups
-    def apply_freezing(self) -> None:
-        """Set ``requires_grad`` from the config (called at build).
-
-        * ``freeze_trunk``: the whole image encoder (Hiera trunk, position embeddings, FPN neck)
-          is frozen except the BHFM adapters (the paper's policy).
-        * ``freeze_clip``: the open_clip towers are frozen, except (design B) the ViT blocks
-          that see text and ``ln_post``.
-        * Always frozen: heads whose outputs are never used (IoU and object-score heads, point
-          and box prompt embeddings, the no-mask embedding). With ``use_mpg_dense=False`` the
-          no-mask embedding is the dense prompt (trainable) and the mask downscaling is unused
-          (frozen).
-        """
-        unused = _UNUSED_PREFIXES
-        if not self.config.use_mpg_dense:
-            unused = tuple(p for p in unused if p != "sam_prompt_encoder.no_mask_embed.")
-            unused += ("sam_prompt_encoder.mask_downscaling.",)
-        for name, param in self.named_parameters():
-            param.requires_grad_(True)
-            if name.startswith(unused):
-                param.requires_grad_(False)
-        if self.config.freeze_trunk:
-            for name, param in self.image_encoder.named_parameters():
-                if not any(m in f".{name}" for m in _ADAPTER_MARKERS):
-                    param.requires_grad_(False)
-        if self.config.freeze_clip:
-            for param in self.union.tower_parameters():
-                param.requires_grad_(False)
-            for param in getattr(self.union, "fused_parameters", list)():
-                param.requires_grad_(True)
-
-    def named_param_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
-        """Trainable parameters by learning-rate group, with names (see :meth:`param_groups`)."""
-        tower = {id(p) for p in self.union.tower_parameters()}
-        groups: dict[str, list[tuple[str, nn.Parameter]]] = {"new": [], "base": []}
-        for name, param in self.named_parameters():
-            if not param.requires_grad:
-                continue
-            is_new = (
-                any(m in f".{name}" for m in _ADAPTER_MARKERS)
-                or name.startswith(("mpg.", "text_fusion."))
-                or (name.startswith("union.") and id(param) not in tower)
-            )
-            groups["new" if is_new else "base"].append((name, param))
-        return groups
-
-    def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Trainable parameters split into the paper's two learning-rate groups.
-
-        Returns:
-            ``{"new": [...], "base": [...]}``. ``new`` (lr 1e-4 in the paper): BHFM adapters,
-            MPG, decoder text fusion, and the union encoder's fusion parts that CLIP lacks
-            (design A's joint layers and class-token projections, design B's text projection).
-            ``base`` (lr 5e-5): the CLIP towers, the sparse/text projections, the boundary
-            head, the prompt encoder, the mask decoder, ``no_mem_embed`` (and the trunk when
-            ``freeze_trunk`` is False). Frozen parameters are in neither.
-        """
-        return {k: [p for _, p in v] for k, v in self.named_param_groups().items()}
-
-    def adapter_parameters(self) -> list[nn.Parameter]:
-        """The BHFM in-encoder adapters (Space and MLP adapters of every Hiera block)."""
-        return [
-            p for n, p in self.named_parameters() if any(m in f".{n}" for m in _ADAPTER_MARKERS)
-        ]
-
-    def parameter_counts(self) -> dict[str, int]:
-        """``{"total", "trainable", "adapters"}`` parameter counts."""
-        params = list(self.parameters())
-        return {
-            "total": sum(p.numel() for p in params),
-            "trainable": sum(p.numel() for p in params if p.requires_grad),
-            "adapters": sum(p.numel() for p in self.adapter_parameters()),
-        }
 
     def describe_encoders(self) -> str:
         """One line for reports: the union encoder."""
@@ -420,39 +336,6 @@ class RS2SAM2(nn.Module):
     def adapted_blocks(self) -> list[AdaptedBlock]:
         """The Hiera blocks, each wrapped with its adapters (empty when ``use_bhfm`` is False)."""
         return [b for b in self.image_encoder.trunk.blocks if isinstance(b, AdaptedBlock)]
-
-
-def sam_image_features(
-    model: nn.Module, images: torch.Tensor
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """SAM 2 image path as ``SAM2ImagePredictor.set_image`` prepares it (no text handling).
-
-    ``model`` holds SAM 2's ``image_encoder``, ``sam_mask_decoder``, ``no_mem_embed`` and
-    ``directly_add_no_mem_embed`` (both RS2-SAM 2 architectures do). Feature sizes come from
-    the feature maps themselves, not from a 1024-px table.
-
-    Args:
-        model: The model.
-        images: ``(B, 3, S, S)`` ImageNet-normalised.
-
-    Returns:
-        ``image_embed`` ``(B, C, S/16, S/16)`` (with ``no_mem_embed`` added) and the high-res
-        features ``[(B, C/8, S/4, S/4), (B, C/4, S/8, S/8)]``.
-    """
-    backbone_out = model.image_encoder(images)
-    fpn = list(backbone_out["backbone_fpn"])
-    # SAM2Base.forward_image: precompute the decoder's high-res projections
-    fpn[0] = model.sam_mask_decoder.conv_s0(fpn[0])
-    fpn[1] = model.sam_mask_decoder.conv_s1(fpn[1])
-    # SAM2Base._prepare_backbone_features + set_image: flatten, add no_mem_embed, unflatten
-    levels = fpn[-3:]
-    sizes = [(f.shape[-2], f.shape[-1]) for f in levels]
-    flat = [f.flatten(2).permute(2, 0, 1) for f in levels]  # (HW, B, C)
-    if model.directly_add_no_mem_embed:
-        flat[-1] = flat[-1] + model.no_mem_embed
-    batch = images.shape[0]
-    feats = [f.permute(1, 2, 0).reshape(batch, -1, *s) for f, s in zip(flat, sizes, strict=False)]
-    return feats[-1], feats[:-1]
 
 
 def build_model(
