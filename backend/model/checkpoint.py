@@ -14,7 +14,8 @@ SAM 2 / 2.1 ``.pt`` files (tensors under ``"model"``, read with
 ``torch.load(weights_only=True)``) and :func:`load_open_clip_weights` for open_clip weight
 files (``.safetensors`` / ``.bin`` / ``.pt``). Each returns a :class:`LoadReport` and raises
 :class:`~backend.errors.CheckpointError` with a readable list of missing, unexpected and
-mis-shaped keys when the file does not fit.
+mis-shaped keys when the file does not fit. The header reader (:func:`read_header`, no tensor
+data read) lives in :mod:`backend.model.checkpoint_format` and is re-exported here.
 
 Example:
     >>> sha = save_checkpoint(model, "runs/nano.safetensors", metadata={"data": "nwpu"})
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -37,14 +37,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError
 from .architectures import architecture_of
+from .checkpoint_format import (
+    _ROWS,
+    _SHAPE,
+    _VALUES,
+    FORMAT,
+    FORMAT_VERSION,
+    CheckpointHeader,
+    read_header,
+)
 from .configs import ModelConfig
 from .init_weights import load_open_clip_weights, load_sam2_weights
 from .state_io import (
     LoadReport,
-    _check_file,
-    _is_pickle,
     load_state_dict_checked,
     prune_rows,
     weights_sha256,
@@ -56,6 +63,7 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "Checkpoint",
+    "CheckpointHeader",
     "LoadReport",
     "load_checkpoint",
     "load_open_clip_weights",
@@ -63,12 +71,10 @@ __all__ = [
     "load_state_dict_checked",
     "prune_rows",
     "read_checkpoint",
+    "read_header",
     "save_checkpoint",
     "weights_sha256",
 ]
-
-FORMAT = "rs2sam2"
-FORMAT_VERSION = "1"
 
 
 @dataclass
@@ -88,23 +94,6 @@ class Checkpoint:
     metadata: dict[str, Any]
     weights_sha256: str
     path: Path
-
-
-_ROWS = ".__rows__"
-_VALUES = ".__values__"
-_SHAPE = ".__shape__"
-_DTYPE_BYTES = {
-    "F64": 8,
-    "F32": 4,
-    "F16": 2,
-    "BF16": 2,
-    "I64": 8,
-    "I32": 4,
-    "I16": 2,
-    "I8": 1,
-    "U8": 1,
-    "BOOL": 1,
-}
 
 
 def save_checkpoint(
@@ -184,120 +173,6 @@ def save_checkpoint(
             os.remove(tmp)
     logger.info("saved %s (%s, %d tensors, sha256 %s)", out, config.name, len(state), sha[:12])
     return sha
-
-
-@dataclass
-class CheckpointHeader:
-    """What a checkpoint says about itself, read without loading any tensor.
-
-    Attributes:
-        path: The file.
-        architecture: Registry name of the model family (``"rs2sam2"`` when absent).
-        config: The parsed, validated config of that architecture.
-        metadata: The stored metadata.
-        weights_sha256: Hash stated in the header (``""`` when absent).
-        shapes: Dense shape of every model tensor the file holds (row-pruned tensors at their
-            loaded size).
-        nbytes: Bytes of tensor data in the file.
-    """
-
-    path: Path
-    architecture: str
-    config: Any
-    metadata: dict[str, Any]
-    weights_sha256: str
-    shapes: dict[str, tuple[int, ...]]
-    nbytes: int
-
-
-def read_header(path: str | os.PathLike[str]) -> CheckpointHeader:
-    """Parse and validate a checkpoint's header and tensor index; no tensor data is read.
-
-    Raises:
-        CheckpointError: If the file is missing, a pickle, corrupt, not ours, names an unknown
-            architecture, or its config is invalid or out of bounds.
-    """
-    from safetensors import SafetensorError, safe_open
-
-    from .architectures import DEFAULT_ARCHITECTURE, get_architecture
-
-    file = Path(path)
-    _check_file(file)
-    if _is_pickle(file):
-        raise CheckpointError(
-            f"{file} is a PyTorch pickle (.pt/.pth), not a .safetensors checkpoint; unpickling "
-            "can execute code, so it is refused. Official SAM 2 weights can initialise a model "
-            "with backend.model.checkpoint.load_sam2_weights (torch.load weights_only=True)"
-        )
-    try:
-        with safe_open(str(file), framework="pt", device="cpu") as f:
-            header = f.metadata() or {}
-            shapes: dict[str, tuple[int, ...]] = {}
-            nbytes = 0
-            for key in f.keys():
-                view = f.get_slice(key)
-                shape = tuple(int(n) for n in view.get_shape())
-                shapes[key] = shape
-                nbytes += math.prod(shape) * _DTYPE_BYTES.get(view.get_dtype(), 8)
-            pruned_rows = {
-                k[: -len(_SHAPE)]: int(f.get_tensor(k)[0])
-                for k in shapes
-                if k.endswith(_SHAPE) and shapes[k] and 0 < shapes[k][0] <= 8
-            }
-    except (SafetensorError, OSError, ValueError, RuntimeError, IndexError) as err:
-        raise CheckpointError(
-            f"{file} is corrupt or not a .safetensors file ({err}); re-export or re-download it"
-        ) from None
-    if header.get("format") != FORMAT or "model_config" not in header:
-        raise CheckpointError(
-            f"{file} is a .safetensors file but not an RS2-SAM 2 checkpoint (no model_config in "
-            "its header); official SAM 2 / open_clip weights initialise a model via "
-            "load_sam2_weights / load_open_clip_weights"
-        )
-    if header.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{file} has checkpoint format version {header.get('format_version')[:20]!r}; this "
-            f"backend reads version {FORMAT_VERSION}: update the plugin"
-        )
-    arch = get_architecture(header.get("architecture", DEFAULT_ARCHITECTURE))
-    try:
-        config = arch.config_from_dict(json.loads(header["model_config"]))
-        metadata = json.loads(header.get("metadata", "{}"))
-    except (json.JSONDecodeError, RecursionError, ConfigError) as err:
-        raise CheckpointError(
-            f"{file}: unreadable or invalid model_config/metadata in header: {err}"
-        ) from None
-    if not isinstance(metadata, dict):
-        raise CheckpointError(f"{file}: header metadata must be a JSON object")
-    return CheckpointHeader(
-        path=file,
-        architecture=arch.name,
-        config=config,
-        metadata=metadata,
-        weights_sha256=str(header.get("weights_sha256", "")),
-        shapes=_dense_shapes(shapes, pruned_rows, file),
-        nbytes=nbytes,
-    )
-
-
-def _dense_shapes(
-    shapes: dict[str, tuple[int, ...]], pruned_rows: dict[str, int], file: Path
-) -> dict[str, tuple[int, ...]]:
-    """Index of the tensors as they load (row-pruned triples folded into one dense shape)."""
-    dense: dict[str, tuple[int, ...]] = {}
-    for key, shape in shapes.items():
-        if key.endswith((_ROWS, _SHAPE)):
-            continue
-        if key.endswith(_VALUES):
-            base = key[: -len(_VALUES)]
-            if base not in pruned_rows:
-                raise CheckpointError(
-                    f"{file}: row-pruned tensor {base!r} is incomplete; re-export it"
-                )
-            dense[base] = (pruned_rows[base], *shape[1:])
-        else:
-            dense[key] = shape
-    return dense
 
 
 def read_checkpoint(

@@ -32,11 +32,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 from ...errors import ConfigError, InputError
-from ..bhfm import HieraAdapterBlock, TextFusion, TextState
+from ..bhfm import TextFusion, TextState
 from ..model_io import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -52,40 +51,16 @@ from ..sam2_build import _build_sam2
 from .adapters import add_official_adapters
 from .beit3 import BEiT3Union
 from .config import OfficialConfig
+from .parts import OfficialParts
+from .preprocess import pil_resize
 from .tokenizer import XLMRTokenizer, train_toy_model
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["OfficialRS2SAM2", "build_official_model", "pil_resize"]
 
-_UNUSED_PREFIXES = (
-    "sam_mask_decoder.iou_prediction_head.",
-    "sam_mask_decoder.pred_obj_score_head.",
-    "sam_prompt_encoder.point_embeddings.",
-    "sam_prompt_encoder.not_a_point_embed.",
-    "sam_prompt_encoder.no_mask_embed.",
-)
-_ADAPTER_MARKERS = (".Space_Adapter.", ".MLP_Adapter.")
 
-
-def pil_resize(images: np.ndarray, size: int) -> torch.Tensor:
-    """Published resize: PIL bilinear on uint8, then ``ToTensor`` (``/255``).
-
-    Args:
-        images: ``(B, H, W, 3)`` uint8.
-        size: Output side in pixels.
-
-    Returns:
-        ``(B, 3, size, size)`` float32 in [0, 1].
-    """
-    out = np.empty((images.shape[0], size, size, 3), dtype=np.uint8)
-    for i, image in enumerate(images):
-        pil = Image.fromarray(np.ascontiguousarray(image), mode="RGB")
-        out[i] = np.asarray(pil.resize((size, size), Image.BILINEAR))
-    return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
-
-
-class OfficialRS2SAM2(nn.Module):
+class OfficialRS2SAM2(OfficialParts, nn.Module):
     """RS2-SAM 2 in the published module layout (architecture ``"rs2sam2-official"``).
 
     Sub-modules: ``union.beit3`` (torchscale BEiT-3), ``image_encoder`` (Hiera + FPN, blocks
@@ -186,58 +161,6 @@ class OfficialRS2SAM2(nn.Module):
                 ) from None
         return self._tokenizer
 
-    # ------------------------------------------------------------------ freezing
-    def apply_freezing(self) -> None:
-        """Set ``requires_grad`` by the published policy.
-
-        The image encoder is frozen except the adapters; BEiT-3, the heads, the prompt encoder
-        and the mask decoder train. Heads whose outputs are never used (IoU / object-score
-        heads, point/box prompts, no-mask embedding) are frozen.
-        """
-        for name, param in self.named_parameters():
-            param.requires_grad_(not name.startswith(_UNUSED_PREFIXES))
-        for name, param in self.image_encoder.named_parameters():
-            if not any(m in f".{name}" for m in _ADAPTER_MARKERS):
-                param.requires_grad_(False)
-
-    def adapter_parameters(self) -> list[nn.Parameter]:
-        """The adapters of every Hiera block."""
-        return [
-            p for n, p in self.named_parameters() if any(m in f".{n}" for m in _ADAPTER_MARKERS)
-        ]
-
-    def parameter_counts(self) -> dict[str, int]:
-        """Parameter counts by part.
-
-        Returns:
-            ``total``, ``trainable``, ``adapters``, ``union`` (BEiT-3), ``sam2`` (SAM 2 image
-            encoder without adapters, prompt encoder, mask decoder, ``no_mem_embed``) and
-            ``heads`` (MPG, projections, decoder text fusion, boundary head).
-        """
-        params = dict(self.named_parameters())
-        adapters = sum(p.numel() for p in self.adapter_parameters())
-        union = sum(p.numel() for p in self.union.parameters())
-        sam = sum(
-            p.numel()
-            for n, p in params.items()
-            if n.startswith(("image_encoder.", "sam_prompt_encoder.", "sam_mask_decoder."))
-            or n == "no_mem_embed"
-        )
-        total = sum(p.numel() for p in params.values())
-        return {
-            "total": total,
-            "trainable": sum(p.numel() for p in params.values() if p.requires_grad),
-            "adapters": adapters,
-            "union": union,
-            "sam2": sam - adapters,
-            "heads": total - union - sam,
-        }
-
-    def describe_encoders(self) -> str:
-        """One line for reports: the union encoder."""
-        c = self.config
-        return f"BEiT-3 {c.beit3_layers}×{c.beit3_width} @{c.beit3_image_size} (g={self.grid_size})"
-
     # ------------------------------------------------------------------ preprocessing
     def tokenize(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Ids ``(N, L)`` and padding mask ``(N, L)`` (see :class:`XLMRTokenizer`)."""
@@ -326,18 +249,6 @@ class OfficialRS2SAM2(nn.Module):
         size = output_size or tuple(inputs.sam_images.shape[-2:])
         z = F.interpolate(low_res.float(), size=size, mode="bilinear", align_corners=False)
         return ModelOutput(2.0 * z - 1.0, pseudo_mask, boundary_weight, text_feat)
-
-    def unknown_words(self, text: str) -> list[str]:
-        """Words with a piece the vocabulary lacks.
-
-        Such a piece becomes ``<unk>``, which the published code masks like padding, so the
-        model never sees the word.
-        """
-        return self.tokenizer.unknown_words(text)
-
-    def adapted_blocks(self) -> list[HieraAdapterBlock]:
-        """The Hiera blocks with their adapters."""
-        return [b for b in self.image_encoder.trunk.blocks if isinstance(b, HieraAdapterBlock)]
 
 
 def _forget_tokenizer(module: nn.Module, _keys: object) -> None:
