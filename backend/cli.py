@@ -230,6 +230,9 @@ def _segment(args: argparse.Namespace) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads {args.threads} must be >= 1")
+    from .outputs import check_not_an_input
+
+    check_not_an_input(args.out, [p for p in (args.aoi, args.checkpoint) if p], option="--out")
     common: dict[str, Any] = {
         "bbox": args.bbox,
         "bbox_crs": args.bbox_crs,

@@ -158,13 +158,12 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_export(args: argparse.Namespace) -> str:
     """Export a training checkpoint; returns the weights' sha256."""
-    from backend.errors import OutputError
+    from backend.outputs import check_output_file
     from training.checkpoints import TrainState, export_inference, load_training_checkpoint
     from training.config import load_train_config
 
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise OutputError(f"--out {str(out)!r} exists; pass --overwrite to replace it")
+    out = check_output_file(args.out, inputs=[args.checkpoint], suffixes=(".safetensors",),
+                            overwrite=args.overwrite)
     ck = load_training_checkpoint(Path(args.checkpoint))
     import tempfile
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Cancelled, InputError, OutputError, Rs2SamError
+from ..outputs import check_not_an_input
 from ..pipeline.options import GsdOption, _check_options
 from .engines import EngineConfig, make_engine
 from .manifest import MANIFEST_NAME, Manifest
@@ -230,6 +231,8 @@ def run_batch(o: BatchOptions) -> BatchSummary:
     out_dir = Path(o.out_dir).absolute()
     _check_out_dir(out_dir)
     paths = resolve_inputs(o.inputs)
+    for path in [*output_paths(out_dir, queries, o.fmt).values(), out_dir / MANIFEST_NAME]:
+        check_not_an_input(path, [*paths, *o.inputs])  # lists and rasters stay untouched
     headers = read_headers(paths, assume_crs=o.assume_crs)
     check_band_counts(headers, o.bands)
     config = EngineConfig(

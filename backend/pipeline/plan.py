@@ -16,10 +16,9 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InputError, OutputError, ResourceError
+from ..errors import InputError, ResourceError
 from .grid import _Plan, _plan
 from .options import _finite, _Options
 
@@ -237,6 +236,8 @@ def check_not_an_input(
 ) -> None:
     """Refuse an output that is (or resolves to) any input file, through links or case.
 
+    The rule is :func:`backend.outputs.check_not_an_input`, shared by every writing command.
+
     Args:
         out_path: The output file.
         inputs: Every file the run reads (the raster and its sidecars / VRT sources).
@@ -244,40 +245,6 @@ def check_not_an_input(
     Raises:
         OutputError: ``out_path`` would replace an input.
     """
-    out = Path(out_path)
-    out_real = os.path.realpath(out)
-    for item in inputs:
-        text = str(item)
-        if not text or text.startswith("/vsi"):
-            continue
-        source = Path(text)
-        same = os.path.realpath(source) == out_real
-        if not same and out.exists() and source.exists():
-            try:
-                same = os.path.samefile(out, source)
-            except OSError:
-                same = False
-        if (
-            not same
-            and _case_insensitive(source)
-            and out_real.lower() == (os.path.realpath(source).lower())
-        ):
-            same = True
-        if same:
-            raise OutputError(
-                f"output {str(out)!r} is the input file {text!r}; writing there would destroy "
-                "the input. Choose another output name"
-            )
+    from ..outputs import check_not_an_input as check
 
-
-def _case_insensitive(path: Path) -> bool:
-    """Whether ``path``'s file system ignores case (the swapped-case name finds the file)."""
-    if not path.exists():
-        return False
-    swapped = path.with_name(path.name.swapcase())
-    if swapped.name == path.name:
-        return False
-    try:
-        return swapped.exists() and os.path.samefile(swapped, path)
-    except OSError:
-        return False
+    check(out_path, inputs, option="output")

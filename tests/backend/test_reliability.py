@@ -755,14 +755,15 @@ def test_api_nan_probabilities_are_refused(world: SimpleNamespace, tmp_path: Pat
 def test_output_case_variant_of_input_is_refused_on_case_insensitive_fs(
     world: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from backend import outputs
     from backend.errors import OutputError
     from backend.pipeline import plan
 
-    monkeypatch.setattr(plan, "_case_insensitive", lambda path: True)
+    monkeypatch.setattr(outputs, "_case_insensitive", lambda path: True)
     upper = world.gpkg_raster.with_name("ORTHO.GPKG")
     with pytest.raises(OutputError, match="destroy the input"):
         plan.check_not_an_input(upper, [str(world.gpkg_raster)])
-    monkeypatch.setattr(plan, "_case_insensitive", lambda path: False)
+    monkeypatch.setattr(outputs, "_case_insensitive", lambda path: False)
     plan.check_not_an_input(upper, [str(world.gpkg_raster)])  # a different file on Linux
 
 

@@ -40,7 +40,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from backend.errors import InputError, OutputError
+from backend.errors import InputError
+from backend.outputs import check_output_folder
 from training.data.refsegrs import SPLITS, Record, RefSegRSDataset
 from training.data.sample import Sample
 from training.data.transforms import resize_pair
@@ -184,14 +185,14 @@ def pack_refsegrs(root: str | Path, out: str | Path, *, train_max_side: int = 38
         The ``pack_info.json`` content.
 
     Raises:
-        OutputError: ``out`` exists and ``overwrite`` is False.
+        OutputError: ``out`` exists and ``overwrite`` is False, or ``out`` is, holds or
+            is an existing folder inside ``root`` (backend.outputs).
         InputError: ``root`` is not a RefSegRS-layout folder.
     """
     from PIL import features
 
-    root, out = Path(root), Path(out)
-    if out.exists() and not overwrite:
-        raise OutputError(f"--out {str(out)!r} exists; pass --overwrite to replace it")
+    root = Path(root)
+    out = check_output_folder(out, inputs=[root], overwrite=overwrite)  # never inside the set
     if not features.check("webp"):
         raise InputError("this Pillow has no WebP support; install a Pillow wheel from PyPI")
     splits = [s for s in SPLITS if (root / f"output_phrase_{s}.txt").is_file()]

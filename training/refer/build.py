@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from backend.errors import InputError, OutputError
+from backend.errors import InputError
+from backend.outputs import check_output_folder
 from training.refer import dubai, nwpu
 from training.refer.generate import EXPR_TYPES, Expression, select_expressions
 from training.refer.grammar import DUBAI_GRAMMAR, NWPU_GRAMMAR, Grammar, Query
@@ -276,9 +277,7 @@ def build_refer(o: BuildOptions) -> dict[str, Any]:
     """
     if not o.root.is_dir():
         raise InputError(f"--root {str(o.root)!r} does not exist")
-    if o.out.exists() and not o.overwrite:
-        raise OutputError(f"--out {str(o.out)!r} already exists; pass --overwrite or pick a "
-                          "new folder")
+    check_output_folder(o.out, inputs=[o.root], overwrite=o.overwrite)  # never the source data
     grammar: Grammar = NWPU_GRAMMAR if o.source == "nwpu" else DUBAI_GRAMMAR
     tmp = o.out.with_name(f".{o.out.name}.tmp-{os.getpid()}")
     if tmp.exists():

@@ -25,7 +25,8 @@ from typing import Any
 
 import torch
 
-from ...errors import CheckpointError, InputError, OutputError
+from ...errors import CheckpointError, InputError
+from ...outputs import check_output_file
 from ..configs import get_model_config as _get
 from ..state_io import LoadReport
 from .config import OfficialConfig
@@ -99,20 +100,18 @@ def import_official(
 
     Raises:
         CheckpointError: The folder is not a usable release (message lists every problem).
-        OutputError: ``out`` exists (without ``overwrite``) or its folder is missing.
+        OutputError: ``out`` is a file of the release folder, does not end in
+            ``.safetensors``, exists (without ``overwrite``) or its folder is missing.
         ResourceError: Not enough memory for the conversion.
     """
     from ...resources import check_fits, load_bytes
     from ..checkpoint import save_checkpoint
     from .model import build_official_model
 
-    target = Path(out).expanduser()
-    if target.is_dir():
-        raise OutputError(f"--out {target} is a folder; give a file name like rs2sam2.safetensors")
-    if target.exists() and not overwrite:
-        raise OutputError(f"{target} already exists; choose another name or pass --overwrite")
-    if not target.parent.is_dir():
-        raise OutputError(f"folder {target.parent} does not exist; create it first")
+    # never one of the release's own files (links, hard links, ..); .safetensors only
+    target = check_output_file(
+        out, inputs=[folder], suffixes=(".safetensors",), overwrite=overwrite
+    )
     if gsd_m is not None and not gsd_m > 0:
         raise InputError(f"gsd {gsd_m!r} must be a positive number of metres per pixel")
 

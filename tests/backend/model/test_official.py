@@ -342,7 +342,8 @@ def test_cli_import_official(tmp_path, releases, capsys):
     assert main(["import-official", str(releases["safetensors"]), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "already exists" in err and "\n" not in err
-    assert main(["import-official", str(tmp_path / "nope"), "--out", str(tmp_path / "n")]) == 2
+    nope, out = str(tmp_path / "nope"), str(tmp_path / "n.safetensors")
+    assert main(["import-official", nope, "--out", out]) == 2
     assert "is not a folder" in capsys.readouterr().err
 
 
