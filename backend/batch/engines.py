@@ -16,60 +16,13 @@ import multiprocessing as mp
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from ..errors import InputError, Rs2SamError
-from .spec import SegmenterSpec
-from .worker import ChunkOutcome, ChunkTask, ChunkWorker, WorkerOptions
+from .engine_api import Engine, EngineConfig, OnOutcome, WorkerInitError
+from .worker import ChunkOutcome, ChunkTask, ChunkWorker
 
-__all__ = ["ENGINES", "Engine", "EngineConfig", "WorkerInitError", "make_engine"]
-
-OnOutcome = Callable[[ChunkOutcome], None]
-
-
-class WorkerInitError(Rs2SamError):
-    """A worker could not build its segmenter (bad checkpoint, device, ...): the job stops."""
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """How many workers, where, and what each loads.
-
-    Attributes:
-        spec: The segmenter every worker builds.
-        options: Pipeline options of every chunk.
-        workers: Worker processes (local) or actors (Ray).
-        threads: Chunk threads per worker (overlap reading/vectorising with the model).
-        address: Ray cluster address (``auto``, ``ray://host:10001``); None = a local Ray.
-        gpus_per_worker: GPUs each Ray actor reserves (0 = CPU).
-    """
-
-    spec: SegmenterSpec
-    options: WorkerOptions
-    workers: int = 1
-    threads: int = 2
-    address: str | None = None
-    gpus_per_worker: float = 0.0
-
-
-class Engine(Protocol):
-    """Runs chunks on workers that each hold a loaded segmenter."""
-
-    config: EngineConfig
-
-    def start(self) -> dict[str, Any]:
-        """Start the workers (load the segmenters); return one worker's segmenter info."""
-        ...
-
-    def run(self, tasks: Sequence[ChunkTask], on_outcome: OnOutcome) -> None:
-        """Process ``tasks``; call ``on_outcome`` in the calling thread for each result."""
-        ...
-
-    def close(self) -> None:
-        """Stop the workers (also after an interruption)."""
-        ...
-
+__all__ = ["ENGINES", "Engine", "EngineConfig", "OnOutcome", "WorkerInitError", "make_engine"]
 
 def _thread_loop(worker: ChunkWorker, tasks: Any, out: Any, tag: Any = None) -> None:
     """A chunk thread: take tasks until a ``None``, put outcomes (optionally tagged)."""

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import DependencyError
-from .engines import EngineConfig, OnOutcome, WorkerInitError
+from .engine_api import EngineConfig, OnOutcome, WorkerInitError
 from .worker import ChunkOutcome, ChunkTask, ChunkWorker
 
 __all__ = ["RayEngine"]
