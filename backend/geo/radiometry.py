@@ -14,6 +14,7 @@ from rasterio.errors import RasterioError
 from rasterio.io import DatasetReader
 
 from ..errors import RasterReadError, UnsupportedRasterError
+from .gdal_errors import gdal_reason
 
 __all__ = ["Stretch", "StretchMode", "compute_stretch"]
 
@@ -89,9 +90,7 @@ def compute_stretch(
             masks = dataset.read_masks(unique, out_shape=shape, resampling=Resampling.nearest)
             valid = masks.any(axis=0)
     except RasterioError as exc:
-        from .tile_reader import _reason
-
-        reason = _reason(exc)
+        reason = gdal_reason(exc)
         raise RasterReadError(
             f"{dataset.name}: the overview read for the colour statistics failed ({reason}); "
             "the file is damaged or truncated: re-export or re-download it"

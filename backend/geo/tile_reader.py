@@ -13,6 +13,7 @@ from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from ..errors import RasterReadError
+from .gdal_errors import gdal_reason
 from .radiometry import Stretch
 from .raster import PixelWindow
 
@@ -131,21 +132,8 @@ def _damaged(dataset: DatasetReader, window: Window, exc: BaseException) -> Rast
     row0, col0 = int(window.row_off), int(window.col_off)
     row1 = int(math.ceil(window.row_off + window.height))
     col1 = int(math.ceil(window.col_off + window.width))
-    reason = _reason(exc)
+    reason = gdal_reason(exc)
     return RasterReadError(
         f"{dataset.name}: the pixels of rows {row0}-{row1}, columns {col0}-{col1} cannot be "
         f"read ({reason}); the file is damaged or truncated: re-export or re-download it"
     )
-
-
-def _reason(exc: BaseException) -> str:
-    """The most specific one-line cause GDAL gave (rasterio chains it behind a generic one)."""
-    seen: BaseException | None = exc
-    lines = []
-    while seen is not None and len(lines) < 5:
-        text = str(seen).strip()
-        if text:
-            lines.append(text.splitlines()[0])
-        seen = seen.__cause__ or seen.__context__
-    specific = [line for line in lines if "See previous exception" not in line]
-    return (specific or lines or [type(exc).__name__])[-1][:200]
