@@ -25,6 +25,7 @@ from typing import Any
 from ..errors import Cancelled, InputError, OutputError, Rs2SamError
 from ..outputs import check_not_an_input
 from ..pipeline.options import GsdOption, _check_options
+from ..text.lexicon import require_words
 from .engines import EngineConfig, make_engine
 from .manifest import MANIFEST_NAME, Manifest
 from .output import FORMATS
@@ -167,6 +168,7 @@ def _check_options_cheap(o: BatchOptions) -> list[str]:
     if len(set(queries)) != len(queries):
         raise InputError("the same --text is given twice; give each query once")
     for q in queries:  # the pipeline's own checks of the shared options
+        require_words(q)
         _check_options(
             q, o.threshold, o.min_area_m2, o.simplify, o.bands, o.gsd_m, o.tile_px,
             o.overlap_px, o.batch_size, "auto", False, 128,

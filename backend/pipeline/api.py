@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InputError
+from ..text.lexicon import interpret, require_words
 from ..types import CancelFn, ProgressFn, SegmenterLike, StageFn
 from .options import GsdOption, _check_options
 from .plan import RunPlan, check_not_an_input, make_plan
 from .result import SegmentResult
-from .run import _run
+from .run import _interpret_prompt, _run
 
 if TYPE_CHECKING:
     from affine import Affine
@@ -92,6 +93,8 @@ def validate_inputs(
         overwrite,
         1,
     )
+    unknown_words = getattr(segmenter, "unknown_words", None)
+    prompt = interpret(options.text, unknown_words if callable(unknown_words) else None)
     if out_path is not None:
         check_output_path(out_path, overwrite=overwrite)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), open_raster(raster) as dataset:
@@ -108,6 +111,7 @@ def validate_inputs(
             aoi=aoi,
             aoi_crs=aoi_crs,
             allow_large=allow_large,
+            concepts=prompt.concepts,
         )
 
 
@@ -213,13 +217,18 @@ def segment_raster(
         from ..geo.writers import check_output_path
 
         check_output_path(out_path, overwrite=overwrite)
-    if segmenter is not None:
+    if segmenter is None:
+        require_words(options.text)  # a text without words fails before the model loads
+    else:
         _check_segmenter(segmenter)
+    # the prompt is interpreted once per run, before any pixel is read
+    prompt = None if segmenter is None else _interpret_prompt(segmenter, options.text)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), open_raster(raster) as dataset:
         if out_path is not None:
             check_not_an_input(out_path, [str(raster), *dataset.files])
         if segmenter is None:
             segmenter = _default_segmenter()
+            prompt = _interpret_prompt(segmenter, options.text)
         return _run(
             dataset,
             options,
@@ -235,6 +244,7 @@ def segment_raster(
             aoi_crs=aoi_crs,
             allow_large=allow_large,
             stage=stage,
+            prompt=prompt,
         )
 
 

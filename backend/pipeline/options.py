@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import InputError
-from ..text.lexicon import require_words
 
 if TYPE_CHECKING:
     from ..geo.radiometry import StretchMode
@@ -48,7 +47,6 @@ def _check_options(
 ) -> _Options:
     if not isinstance(text, str) or not text.strip():
         raise InputError(f"text={text!r} is empty; describe what to segment, e.g. 'the buildings'")
-    require_words(text)
     if not _finite(threshold) or not 0.0 < float(threshold) <= 1.0:
         raise InputError(f"threshold={threshold!r} must be in (0, 1], e.g. 0.5")
     if not _finite(min_area_m2) or float(min_area_m2) < 0:

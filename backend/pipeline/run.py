@@ -1,34 +1,42 @@
-"""The streaming run over one open raster: read, predict, blend, vectorise, write."""
+"""The run over one open raster, in the five steps of the package docstring.
+
+1-2. open and scale: :func:`~backend.pipeline.plan.make_plan` (CRS, window, bands, working grid);
+3. tile and predict: :mod:`backend.pipeline.tiles` (read ahead, predict, blend);
+4. stream and vectorise: :mod:`backend.pipeline.stream`;
+5. attributes and write: :func:`_attributes`, :func:`_write`.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
 import os
-import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from ..errors import Cancelled
-from ..geo.tiling import axis_blend, mirror_pad
 from ..text.lexicon import Interpretation, interpret
 from ..types import CancelFn, ProgressFn, SegmenterLike, StageFn
-from .blend import _accumulate, _check_prob, _runs, _shift_up
-from .grid import _Plan, _RowResampler
 from .options import _Options
-from .plan import make_plan
+from .plan import RunPlan, make_plan
 from .result import FIELDS, SegmentResult
+from .stream import StripVectoriser
+from .tiles import (
+    LockedReader,
+    TileLayout,
+    TileProgress,
+    batch_predictor,
+    predict_tile_rows,
+    tile_layout,
+)
 
 if TYPE_CHECKING:
     from rasterio.io import DatasetReader
 
-    from ..geo.raster import PixelWindow, RasterInfo
+    from ..geo.raster import PixelWindow
 
 logger = logging.getLogger(__name__)
 
@@ -51,271 +59,200 @@ def _run(
     stage: StageFn | None = None,
     window: PixelWindow | None = None,
     work_span: tuple[tuple[int, int], tuple[int, int]] | None = None,
+    prompt: Interpretation | None = None,
 ) -> SegmentResult:
     """Segment one open raster (see :func:`~backend.pipeline.segment_raster`).
 
-    ``window`` (raster pixels, instead of ``bbox``) and ``work_span`` (working-grid rows and
-    columns ``((p0, p1), (q0, q1))`` to tile, instead of the window's own span) let a caller
-    process one chunk of a large raster with exactly the tiles, blend weights and resampling of
-    a whole-raster run (``backend.batch`` does). Both default to the normal behaviour.
+    The five steps of the package docstring, one function each. ``window`` (raster pixels,
+    instead of ``bbox``) and ``work_span`` (working-grid rows and columns ``((p0, p1), (q0,
+    q1))`` to tile, instead of the window's own span) let a caller process one chunk of a
+    large raster with exactly the tiles, blend weights and resampling of a whole-raster run
+    (``backend.batch`` does). ``prompt`` is the caller's interpretation of ``options.text``
+    for this segmenter (interpreted here when None).
     """
-    from ..geo.aoi import aoi_strip_mask
-    from ..geo.radiometry import compute_stretch
-    from ..geo.raster import PixelWindow
-    from ..geo.tile_reader import TileReader
-    from ..geo.vectorize import SeamMerger, geodesic_areas_m2, pixel_to_map, strip_pieces
-
+    t_start = time.perf_counter()
     report_stage = stage or (lambda _name, _done, _total: None)
     report_stage("read", 0, 0)
-    t_start = time.perf_counter()
-    prompt = _interpret_prompt(segmenter, options.text)
-    model_text = prompt.model_text
     timings = dict.fromkeys(("read", "model", "blend", "vectorize", "attributes", "write"), 0.0)
-    run_plan = make_plan(
-        dataset,
-        options,
-        segmenter,
-        bbox=bbox,
-        bbox_crs=bbox_crs,
-        assume_crs=assume_crs,
-        source_name=source_name,
-        aoi=aoi,
-        aoi_crs=aoi_crs,
-        allow_large=allow_large,
-        window=window,
-        work_span=work_span,
-        concepts=prompt.concepts,
-    )
-    info, window, bands, plan = run_plan.info, run_plan.window, run_plan.bands, run_plan.grid
-    tile_px, overlap_px, gsd, aoi_px = (
-        run_plan.tile_px,
-        run_plan.overlap_px,
-        run_plan.gsd_m,
-        run_plan.aoi_px,
-    )
-    bbox, bbox_crs = run_plan.bbox, run_plan.bbox_crs
-    stretch = compute_stretch(dataset, bands, mode=options.stretch, has_mask=info.has_mask)
-    reader = TileReader(
-        dataset,
-        bands,
-        stretch,
-        scale_y=plan.scale_y,
-        scale_x=plan.scale_x,
-        has_mask=info.has_mask,
-    )
-    p0, p1 = plan.work_rows
-    q0, q1 = plan.work_cols
-    rows_blend = axis_blend(p1 - p0, tile_px=tile_px, overlap_px=overlap_px)
-    cols_blend = axis_blend(q1 - q0, tile_px=tile_px, overlap_px=overlap_px)
-    n_tiles = len(rows_blend.starts) * len(cols_blend.starts)
+    prompt = prompt or _interpret_prompt(segmenter, options.text)
+    plan = make_plan(  # steps 1 and 2: open (CRS, window, bands) and scale (working grid)
+        dataset, options, segmenter, bbox=bbox, bbox_crs=bbox_crs, assume_crs=assume_crs,
+        source_name=source_name, aoi=aoi, aoi_crs=aoi_crs, allow_large=allow_large,
+        window=window, work_span=work_span, concepts=prompt.concepts,
+    )  # fmt: skip
+    layout = tile_layout(plan, options.batch_size)
+    tiles = _tile_progress(layout.n_tiles, is_cancelled, progress, report_stage)
+    finished, counts = _predict_and_vectorise(dataset, plan, layout, options, segmenter, prompt,
+                                              tiles, timings)  # fmt: skip
+    report_stage("vectorize", 0, 0)
+    polygons, attributes = _attributes(plan, options, segmenter, prompt, finished, timings)
+    if out_path is not None:
+        tiles.check_cancel()  # the last chance to stop before a file is written
+    written = _write(out_path, polygons, attributes, plan, options, prompt, timings, report_stage)
+    timings["total"] = time.perf_counter() - t_start
+    if progress is not None:
+        progress(100.0)
+    return _result(plan, layout, polygons, attributes, written, timings, counts, prompt)
+
+
+def _tile_progress(
+    n_tiles: int,
+    is_cancelled: CancelFn | None,
+    progress: ProgressFn | None,
+    report_stage: StageFn,
+) -> TileProgress:
+    def on_done(done: int, total: int) -> None:
+        if progress is not None:
+            progress(95.0 * done / total)
+        report_stage("tiles", done, total)
+
+    return TileProgress(n_tiles, is_cancelled, on_done)
+
+
+def _predict_and_vectorise(
+    dataset: DatasetReader,
+    plan: RunPlan,
+    layout: TileLayout,
+    options: _Options,
+    segmenter: SegmenterLike,
+    prompt: Interpretation,
+    tiles: TileProgress,
+    timings: dict[str, float],
+) -> tuple[list[Any], dict[str, int]]:
+    """Steps 3 and 4: tile and predict, streaming each finished band of rows to vectorising.
+
+    Returns:
+        The finished polygon pieces (pixel coordinates) and the run's pixel counts.
+    """
+    from ..geo.radiometry import compute_stretch
+    from ..geo.tile_reader import TileReader
+
+    info = plan.info
+    stretch = compute_stretch(dataset, plan.bands, mode=options.stretch, has_mask=info.has_mask)
+    reader = LockedReader(
+        TileReader(dataset, plan.bands, stretch, scale_y=plan.grid.scale_y,
+                   scale_x=plan.grid.scale_x, has_mask=info.has_mask)
+    )  # fmt: skip
     logger.info(
         "%s: window %s, scale %.3g x %.3g, working span %s x %s, %d tiles of %d px",
-        info.name,
-        window,
-        plan.scale_y,
-        plan.scale_x,
-        plan.work_rows,
-        plan.work_cols,
-        n_tiles,
-        tile_px,
-    )
-    predict_batch = getattr(segmenter, "predict_batch", None) if options.batch_size > 1 else None
+        info.name, plan.window, plan.grid.scale_y, plan.grid.scale_x, plan.grid.work_rows,
+        plan.grid.work_cols, layout.n_tiles, plan.tile_px,
+    )  # fmt: skip
+    vectoriser = StripVectoriser(plan, reader, options, timings)
+    predict = batch_predictor(segmenter, prompt.model_text, options.batch_size)
+    rows = predict_tile_rows(reader, plan, layout, predict, tiles, timings)
+    with closing(rows):  # the read-ahead thread ends even when vectorising fails
+        for block, first, last in rows:
+            vectoriser.push(block, first, last=last)
+    return vectoriser.close(), vectoriser.counts
 
-    scratch = np.empty((tile_px, tile_px), dtype=np.float32)
-    # complementary ramps sum to 1: only positions where 3+ tiles meet need normalising
-    row_fix = _runs(np.abs(rows_blend.total - 1.0) > 1e-6)
-    col_fix = _runs(np.abs(cols_blend.total - 1.0) > 1e-6)
-    buffer_rows = min(tile_px, p1 - p0)
-    acc = np.zeros((buffer_rows, q1 - q0), dtype=np.float32)
-    acc_top = 0  # processing-span row of acc[0]
-    resampler = _RowResampler(plan, window, options.strip_rows)
-    merger = SeamMerger()
-    finished: list[Any] = []
-    counts = {"window": window.height * window.width, "working": (p1 - p0) * (q1 - q0)}
-    counts["valid"] = counts["window"]
-    counts["positive"] = 0
-    done = 0
 
-    io_lock = threading.Lock()
+def _attributes(
+    plan: RunPlan,
+    options: _Options,
+    segmenter: SegmenterLike,
+    prompt: Interpretation,
+    finished: list[Any],
+    timings: dict[str, float],
+) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Step 5a: map coordinates, simplification, geodesic areas and the attribute rows."""
+    from ..geo.vectorize import geodesic_areas_m2, pixel_to_map
 
-    def check_cancel() -> None:
-        if is_cancelled is not None and is_cancelled():
-            raise Cancelled(f"cancelled by the user after {done} of {n_tiles} tiles")
-
-    def vectorize_strip(raster_row: int, prob: np.ndarray) -> None:
-        t0 = time.perf_counter()
-        strip = PixelWindow(raster_row, window.col_off, prob.shape[0], window.width)
-        with io_lock:  # the prefetch thread may be reading the same dataset
-            valid = reader.read_valid(strip)
-        if aoi_px is not None:
-            inside = aoi_strip_mask(aoi_px, strip.row_off, strip.col_off, *prob.shape)
-            valid = inside if valid is None else valid & inside
-        if valid is not None:
-            prob[~valid] = 0.0
-            counts["valid"] -= int(valid.size - np.count_nonzero(valid))
-        mask = prob >= options.threshold
-        counts["positive"] += int(np.count_nonzero(mask))
-        pieces = strip_pieces(mask, prob, raster_row, window.col_off)
-        last = strip.row_stop >= window.row_stop
-        finished.extend(merger.add_strip(pieces, strip.row_off, strip.row_stop, last=last))
-        timings["vectorize"] += time.perf_counter() - t0
-
-    # reading overlaps the model: the next batch of tiles is read (one batch ahead, in one
-    # thread) while the current one is predicted; dataset access is serialised by io_lock
-    batches = [
-        (i, jobs)
-        for i in range(len(rows_blend.starts))
-        for jobs in _chunks(list(enumerate(cols_blend.starts)), options.batch_size)
-    ]
-
-    def read_batch(k: int) -> list[np.ndarray]:
-        i, batch = batches[k]
-        height = rows_blend.weights[i].size
-        images = []
-        for j, col in batch:
-            width = cols_blend.weights[j].size
-            with io_lock:
-                image, _ = reader.read_rgb(p0 + rows_blend.starts[i], q0 + col, height, width)
-            if height < tile_px or width < tile_px:  # grid smaller than a tile
-                image = mirror_pad(image, tile_px)  # real pixels, never a black border
-            images.append(image)
-        return images
-
-    prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rs2sam-read")
-    next_read = prefetch.submit(read_batch, 0) if batches else None
-    k = 0
-    try:
-        for i, row in enumerate(rows_blend.starts):
-            row_w = rows_blend.weights[i]
-            height = row_w.size
-            while k < len(batches) and batches[k][0] == i:
-                batch = batches[k][1]
-                check_cancel()
-                t0 = time.perf_counter()
-                images = next_read.result()  # type: ignore[union-attr]
-                k += 1
-                next_read = prefetch.submit(read_batch, k) if k < len(batches) else None
-                t1 = time.perf_counter()
-                if predict_batch is not None and len(images) > 1:
-                    probs = list(predict_batch(np.stack(images), model_text))
-                else:
-                    probs = [segmenter.predict(image, model_text) for image in images]
-                t2 = time.perf_counter()
-                for (j, col), prob in zip(batch, probs, strict=True):
-                    prob = _check_prob(prob, tile_px)
-                    col_w = cols_blend.weights[j]
-                    width = col_w.size
-                    _accumulate(
-                        acc[row - acc_top : row - acc_top + height, col : col + width],
-                        prob[:height, :width],
-                        (row_w, rows_blend.keys[i]),
-                        (col_w, cols_blend.keys[j]),
-                        scratch,
-                    )
-                done += len(batch)
-                t3 = time.perf_counter()
-                timings["read"] += t1 - t0
-                timings["model"] += t2 - t1
-                timings["blend"] += t3 - t2
-                if progress is not None:
-                    progress(95.0 * done / n_tiles)
-                report_stage("tiles", done, n_tiles)
-            # rows that no later tile touches are final: normalise, resample, vectorise, drop
-            is_last = i + 1 == len(rows_blend.starts)
-            final_stop = (p1 - p0) if is_last else rows_blend.starts[i + 1]
-            n_final = final_stop - acc_top
-            t0 = time.perf_counter()
-            block = acc[:n_final]
-            for a, b in row_fix:  # in place, slice by slice: no temporary copy of the block
-                a, b = max(a, acc_top), min(b, final_stop)
-                if a < b:
-                    block[a - acc_top : b - acc_top] /= rows_blend.total[a:b, None]
-            for a, b in col_fix:
-                block[:, a:b] /= cols_blend.total[None, a:b]
-            timings["blend"] += time.perf_counter() - t0
-            for raster_row, prob in resampler.push(block, acc_top, last=is_last):
-                vectorize_strip(raster_row, prob)
-            if not is_last:
-                _shift_up(acc, n_final)
-                acc_top = final_stop
-    finally:
-        if next_read is not None:
-            next_read.cancel()
-        prefetch.shutdown(wait=True)  # no read may outlive the open dataset
-    if not resampler.next >= window.height:  # pragma: no cover - an invariant of the streaming
-        raise RuntimeError("pipeline streaming ended before the last row of the window")
-
-    report_stage("vectorize", 0, 0)
     t0 = time.perf_counter()
+    info, gsd = plan.info, plan.gsd_m
     polygons = pixel_to_map([p.geometry for p in finished], info.transform)
     if options.simplify > 0:
         polygons = [g.simplify(options.simplify, preserve_topology=True) for g in polygons]
     areas = geodesic_areas_m2(polygons, info.crs_wkt)
-    model_name = str(getattr(segmenter, "name", None) or "custom")
-    sha = str(getattr(segmenter, "checkpoint_sha256", None) or "")
-    created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    gsd_field = float(gsd) if gsd is not None else float(math.sqrt(info.res_m[0] * info.res_m[1]))
-    kept_polygons: list[Any] = []
+    common = {
+        "prompt": options.text,
+        "prompt_used": prompt.model_text,
+        "model": str(getattr(segmenter, "name", None) or "custom"),
+        "checkpoint_sha256": str(getattr(segmenter, "checkpoint_sha256", None) or ""),
+        "source": info.name,
+        "gsd_m": float(gsd) if gsd is not None else float(math.sqrt(info.res_m[0] * info.res_m[1])),
+        "threshold": options.threshold,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    kept: list[Any] = []
     attributes: list[dict[str, Any]] = []
     for polygon, piece, area in zip(polygons, finished, areas, strict=False):
         if polygon.is_empty or area < options.min_area_m2:
             continue
-        kept_polygons.append(polygon)
+        kept.append(polygon)
         attributes.append(
             {
-                "prompt": options.text,
-                "prompt_used": model_text,
+                "prompt": common["prompt"],
+                "prompt_used": common["prompt_used"],
                 "score": round(piece.score, 6),
                 "area_m2": area,
                 "pixels": piece.pixels,
-                "model": model_name,
-                "checkpoint_sha256": sha,
-                "source": info.name,
-                "gsd_m": gsd_field,
-                "threshold": options.threshold,
-                "created_at": created_at,
+                **{k: common[k] for k in _TRAILING_FIELDS},
             }
         )
     timings["attributes"] = time.perf_counter() - t0
+    return kept, attributes
 
-    written: Path | None = None
-    if out_path is not None:
-        check_cancel()
-        report_stage("write", 0, 0)
-        from ..geo.writers import write_polygons
 
-        t0 = time.perf_counter()
-        written = write_polygons(
-            out_path,
-            kept_polygons,
-            attributes,
-            crs_wkt=info.crs_wkt,
-            schema=FIELDS,
-            overwrite=options.overwrite,
-            metadata={
-                **_layer_metadata(info, window, plan, options, gsd, bbox, bbox_crs),
-                "prompt_used": model_text,
-            },
-        )
-        timings["write"] = time.perf_counter() - t0
-    timings["total"] = time.perf_counter() - t_start
-    if progress is not None:
-        progress(100.0)
+_TRAILING_FIELDS = ("model", "checkpoint_sha256", "source", "gsd_m", "threshold", "created_at")
+
+
+def _write(
+    out_path: str | os.PathLike[str] | None,
+    polygons: list[Any],
+    attributes: list[dict[str, Any]],
+    plan: RunPlan,
+    options: _Options,
+    prompt: Interpretation,
+    timings: dict[str, float],
+    report_stage: StageFn,
+) -> Path | None:
+    """Step 5b: the atomic GeoPackage/GeoJSON write (nothing when ``out_path`` is None)."""
+    if out_path is None:
+        return None
+    report_stage("write", 0, 0)
+    from ..geo.writers import write_polygons
+
+    t0 = time.perf_counter()
+    written = write_polygons(
+        out_path,
+        polygons,
+        attributes,
+        crs_wkt=plan.info.crs_wkt,
+        schema=FIELDS,
+        overwrite=options.overwrite,
+        metadata={**_layer_metadata(plan, options), "prompt_used": prompt.model_text},
+    )
+    timings["write"] = time.perf_counter() - t0
+    return written
+
+
+def _result(
+    plan: RunPlan,
+    layout: TileLayout,
+    polygons: list[Any],
+    attributes: list[dict[str, Any]],
+    written: Path | None,
+    timings: dict[str, float],
+    counts: dict[str, int],
+    prompt: Interpretation,
+) -> SegmentResult:
+    window = plan.window
     return SegmentResult(
-        polygons=kept_polygons,
+        polygons=polygons,
         attributes=attributes,
-        crs=info.crs_wkt,
+        crs=plan.info.crs_wkt,
         out_path=written,
         window=(window.row_off, window.col_off, window.height, window.width),
-        gsd_m=None if gsd is None else float(gsd),
-        native_gsd_m=info.res_m,
-        tile_px=tile_px,
-        overlap_px=overlap_px,
-        n_tiles=n_tiles,
+        gsd_m=plan.gsd_m,
+        native_gsd_m=plan.info.res_m,
+        tile_px=plan.tile_px,
+        overlap_px=plan.overlap_px,
+        n_tiles=layout.n_tiles,
         timings=timings,
         pixel_counts=counts,
         warnings=prompt.messages(),
-        prompt_used=model_text,
+        prompt_used=prompt.model_text,
     )
 
 
@@ -337,20 +274,13 @@ def _interpret_prompt(segmenter: SegmenterLike, text: str) -> Interpretation:
     return prompt
 
 
-def _layer_metadata(
-    info: RasterInfo,
-    window: PixelWindow,
-    plan: _Plan,
-    options: _Options,
-    gsd: float | None,
-    bbox: Sequence[float] | None,
-    bbox_crs: Any,
-) -> dict[str, str]:
+def _layer_metadata(plan: RunPlan, options: _Options) -> dict[str, str]:
     from shapely.geometry import box
 
     from .. import __version__
     from ..geo.vectorize import pixel_to_map
 
+    window, info, gsd, bbox, bbox_crs = plan.window, plan.info, plan.gsd_m, plan.bbox, plan.bbox_crs
     extent = pixel_to_map(
         [box(window.col_off, window.row_off, window.col_stop, window.row_stop)], info.transform
     )[0]
@@ -366,8 +296,3 @@ def _layer_metadata(
         "threshold": f"{options.threshold:g}",
         "backend_version": __version__,
     }
-
-
-def _chunks(items: list[Any], size: int) -> list[list[Any]]:
-    """``items`` in consecutive lists of at most ``size``."""
-    return [items[a : a + size] for a in range(0, len(items), size)]
