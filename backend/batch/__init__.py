@@ -11,7 +11,8 @@ Modules: :mod:`.inputs` (what to read), :mod:`.planner` (chunks aligned with the
 :mod:`.manifest` (SQLite), :mod:`.spec` (how workers build the segmenter), :mod:`.worker`
 (one chunk -> polygons), :mod:`.chunkfile` (per-chunk result files), :mod:`.engines`
 (local threads/processes, Ray), :mod:`.merge` (cross-chunk seams), :mod:`.output`
-(GeoPackage / GeoParquet), :mod:`.job` (the orchestration), :mod:`.cli`.
+(GeoPackage / GeoParquet), :mod:`.job` (the orchestration of :mod:`.planning`,
+:mod:`.running` and :mod:`.finishing` over :mod:`.state`), :mod:`.cli`.
 """
 
 from __future__ import annotations
