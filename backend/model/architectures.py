@@ -139,15 +139,15 @@ register_architecture(
         config_class=".configs:ModelConfig",
         builder=".rs2sam:build_model",
         description="RS2-SAM 2 (union encoder + SAM 2 with BHFM adapters and the MPG)",
-        pretrained="backend.model.init_weights:init_rs2sam2_pretrained",
+        pretrained=".init_weights:init_rs2sam2_pretrained",
     )
 )
 register_architecture(
     Architecture(
         name="lgce",
-        config_class="backend.model.lgce.config:LGCEConfig",
-        builder="backend.model.lgce.model:build_lgce",
-        pretrained="backend.model.lgce.pretrained:init_lgce_pretrained",
+        config_class=".lgce.config:LGCEConfig",
+        builder=".lgce.model:build_lgce",
+        pretrained=".lgce.pretrained:init_lgce_pretrained",
         description="LGCE (RRSIS paper): Swin + pixel-word attention + cross-scale enhancement",
     )
 )

@@ -12,6 +12,7 @@ from dataclasses import fields, replace
 from typing import Any
 
 from ..errors import ConfigError
+from .architectures import get_architecture, list_architectures
 
 __all__ = [
     "check_field_types",
@@ -90,6 +91,16 @@ def check_field_types(
 _MODEL_CONFIGS: dict[str, Any] = {}
 
 
+def _load_named_configs() -> None:
+    """Import the config module of every registered architecture (each registers its names).
+
+    The registry knows no architecture itself: the architecture registry says where each
+    config class lives, and importing that module adds its named configs here.
+    """
+    for name in list_architectures():
+        get_architecture(name).config_type()
+
+
 def register_model_config(config: Any) -> Any:
     """Add ``config`` (a config of any registered architecture) under ``config.name``.
 
@@ -104,6 +115,7 @@ def register_model_config(config: Any) -> Any:
 
 def list_models() -> list[str]:
     """Names accepted by :func:`get_model_config`, ``build_model`` and ``load_segmenter``."""
+    _load_named_configs()
     return sorted(_MODEL_CONFIGS)
 
 
@@ -117,6 +129,8 @@ def get_model_config(name: str, **overrides: Any) -> Any:
         ConfigError: If ``name`` is not registered (the message lists the valid names) or
             an override is not a field.
     """
+    if not isinstance(name, str) or name not in _MODEL_CONFIGS:
+        _load_named_configs()
     try:
         config = _MODEL_CONFIGS[name]
     except (KeyError, TypeError):

@@ -13,8 +13,10 @@ Registry (see :func:`list_models`):
 * ``official-large`` / ``official-tiny``: the published RS2-SAM 2 module layout (BEiT-3 +
   SAM 2.0 Hiera-L, architecture ``rs2sam2-official``; see :mod:`backend.model.official`).
 
-The same registry also holds the other architectures' named configs (``lgce-*``, see
-``backend.model.lgce.config``); a config's class attribute ``architecture`` says which.
+The same registry also holds the other architectures' named configs (``official-*``, ``lgce-*``):
+each architecture's config module registers its own when imported, and the registry imports the
+config module of every architecture in :mod:`backend.model.architectures` before it answers. A
+config's class attribute ``architecture`` says which architecture it belongs to.
 
 Example:
     >>> from backend.model.configs import get_model_config, list_models
@@ -40,6 +42,7 @@ from .config_registry import (
     list_models,
     register_model_config,
 )
+from .sam2_archs import SAM2_ARCHS
 
 __all__ = [
     "LIMITS",
@@ -56,20 +59,6 @@ __all__ = [
 
 UNION_ENCODERS = ("twotower", "earlyfusion")
 """Union-encoder designs of model_spec §9.3 (A, ``twotower``) and §9.4 (B, ``earlyfusion``)."""
-
-SAM2_ARCHS: dict[str, tuple[str, str]] = {
-    "test_tiny.yaml": ("backend.model", "sam2_yaml/test_tiny.yaml"),
-    "nano.yaml": ("backend.model", "sam2_yaml/nano.yaml"),
-    "sam2:configs/sam2.1/sam2.1_hiera_t.yaml": ("sam2", "configs/sam2.1/sam2.1_hiera_t.yaml"),
-    "sam2:configs/sam2.1/sam2.1_hiera_s.yaml": ("sam2", "configs/sam2.1/sam2.1_hiera_s.yaml"),
-    "sam2:configs/sam2.1/sam2.1_hiera_b+.yaml": ("sam2", "configs/sam2.1/sam2.1_hiera_b+.yaml"),
-    "sam2:configs/sam2.1/sam2.1_hiera_l.yaml": ("sam2", "configs/sam2.1/sam2.1_hiera_l.yaml"),
-    "sam2:configs/sam2/sam2_hiera_l.yaml": ("sam2", "configs/sam2/sam2_hiera_l.yaml"),
-}
-"""SAM 2 architectures a config may name: key -> (package, resource inside it).
-
-The key is what checkpoints store in ``ModelConfig.sam2_yaml``; it is never used as a path.
-"""
 
 LIMITS: dict[str, tuple[float, float]] = {
     "image_size": (32, 2048),
@@ -310,17 +299,3 @@ register_model_config(
         description="Paper scale: SAM 2.1 Hiera-L @1024 + open_clip ViT-L-14 (early fusion)",
     )
 )
-
-# the published RS2-SAM 2 layout (architecture "rs2sam2-official"): official-large, official-tiny
-from .official import config as _official_config  # noqa: E402, F401
-
-
-def _register_other_architectures() -> None:
-    """Named configs of the other architectures (stdlib-only modules, like this one)."""
-    from .lgce.config import lgce_configs
-
-    for cfg in lgce_configs():
-        register_model_config(cfg)  # type: ignore[arg-type]
-
-
-_register_other_architectures()

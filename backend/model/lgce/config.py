@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ...errors import ConfigError
+from ..config_registry import check_field_types, config_from_dict, register_model_config
 
 __all__ = ["LGCE_LIMITS", "TOKENIZERS", "LGCEConfig", "lgce_configs"]
 
@@ -174,8 +175,6 @@ class LGCEConfig:
 
     def _check_types_and_bounds(self) -> None:
         """Sequence fields against ``_SEQ_LIMITS``, the rest by the shared field check."""
-        from ..configs import check_field_types
-
         for key, (lo, hi) in _SEQ_LIMITS.items():
             value = getattr(self, key)
             ok = isinstance(value, tuple) and all(
@@ -208,13 +207,11 @@ class LGCEConfig:
         Raises:
             ConfigError: If a key is unknown or a required one is missing.
         """
-        from ..configs import config_from_dict
-
         return config_from_dict(cls, data)
 
 
 def lgce_configs() -> list[LGCEConfig]:
-    """The named LGCE configs (registered by ``backend.model.configs``)."""
+    """The named LGCE configs (registered when this module is imported)."""
     return [
         LGCEConfig(
             name="lgce-tiny",
@@ -274,3 +271,7 @@ def lgce_configs() -> list[LGCEConfig]:
             description="Paper scale: Swin-B (window 12) + BERT-base at 480², local init files",
         ),
     ]
+
+
+for _config in lgce_configs():
+    register_model_config(_config)

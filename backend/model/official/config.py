@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ...errors import ConfigError
-from ..configs import SAM2_ARCHS, check_field_types, config_from_dict, register_model_config
+from ..config_registry import check_field_types, config_from_dict, register_model_config
+from ..sam2_archs import SAM2_ARCHS
 
 __all__ = ["OFFICIAL_LIMITS", "OfficialConfig"]
 
