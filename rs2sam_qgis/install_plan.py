@@ -22,15 +22,18 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from .deps import EXTRA_PINS, REQUIRED, SAM2_REQUIREMENT
 from .i18n import tr
 from .interpreter import qgis_python
+from .pins import EXTRA_PINS, REQUIRED, SAM2_REQUIREMENT
 from .private_site import deps_dir, staging_dir
 
-if TYPE_CHECKING:
-    from .deps import DependencyReport
+
+class PinnedReport(Protocol):
+    """What a plan needs of the dependency check (:class:`.deps.DependencyReport`)."""
+
+    numpy_pin: str
 
 TORCH_VARIANTS = ("cpu", "cuda")
 PYTORCH_INDEX = "https://download.pytorch.org/whl"
@@ -182,7 +185,7 @@ def pip_step(
 
 
 def backend_plan(
-    report: DependencyReport,
+    report: PinnedReport,
     torch_variant: str,
     *,
     python: str | None = None,
