@@ -13,4 +13,12 @@ connects their signals; every part owns its widgets, its settings fields and its
 - :mod:`.request_builder`: the widgets' values -> a frozen ``SegmentRequest``.
 
 A new control goes into the part it belongs to (or a new part module), not into the dock.
+A part that stores a preference reads it in ``apply(settings)`` and returns it from
+``values()`` (a dict of :class:`~rs2sam_qgis.settings.PluginSettings` fields); rows go into the
+main form through ``add_rows(form)`` or into the part's own group (``ModelPart.form``); extra
+buttons beside Run/Cancel go into ``RunPart.buttons``. Where the planned controls belong:
+model preload status, the model-manager button and a precision option in :mod:`.model_part`;
+a layer list that follows the project in :mod:`.inputs_part`; a concept-quality line under the
+query in :mod:`.query_part`; "Teach from these features" and a Refine click tool as parts of
+their own (the map tool in its own module), their buttons in ``RunPart.buttons``.
 """
