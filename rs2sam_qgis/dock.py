@@ -19,6 +19,7 @@ from qgis.PyQt.QtWidgets import QComboBox, QFormLayout, QFrame, QScrollArea, QVB
 from ._backend import bundled_checkpoint
 from .dock_parts.deps_part import DepsPart
 from .dock_parts.inputs_part import InputsPart
+from .dock_parts.layer_follow import LayerFollower
 from .dock_parts.model_part import DEV_MODEL_CHOICES, DEVICES, ModelPart
 from .dock_parts.options_part import OptionsPart
 from .dock_parts.output_part import OutputPart
@@ -69,6 +70,7 @@ class SegmentDock(QgsDockWidget):
         self._connect()
         self.apply_settings(settings)
         self.inputs_part.connect_canvas()
+        self.layer_follower = LayerFollower(self.layer_combo)
 
     def _build_parts(self, settings: PluginSettings) -> None:
         body = self.body
@@ -210,6 +212,7 @@ class SegmentDock(QgsDockWidget):
     def cleanup(self) -> None:
         """Disconnect from long-lived objects (canvas); called by the plugin's ``unload``."""
         self.inputs_part.disconnect_canvas()
+        self.layer_follower.disconnect()
 
     # ------------------------------------------------------------------ slots
     def _update_model_info(self, *_args: object) -> None:
