@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from qgis.core import QgsApplication
+from qgis.core import QgsApplication, QgsSettings
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction, QToolBar
@@ -17,6 +17,8 @@ ICON = Path(__file__).resolve().parent / "icons" / "segment_by_text.svg"
 ACTION_NAME = "Rs2SamSegmentByTextAction"
 INSTALL_ACTION_NAME = "Rs2SamInstallDependenciesAction"
 TOOLBAR_NAME = "Rs2SamToolbar"
+DOCK_OPEN_KEY = "rs2sam/dock_open"
+"""QgsSettings key: the dock was open when QGIS last closed (it is shown again at start)."""
 
 
 class Rs2SamPlugin:
@@ -76,6 +78,8 @@ class Rs2SamPlugin:
         install.triggered.connect(self.show_installer)
         self.iface.addPluginToRasterMenu(self.menu_name, install)
         self.install_action = install
+        if QgsSettings().value(DOCK_OPEN_KEY, False, type=bool):
+            self.show_dock()  # before QGIS restores the window state: it returns to its place
 
     def unload(self) -> None:
         """Remove every action, menu entry, dock, provider and connection (reload-safe)."""
@@ -95,6 +99,7 @@ class Rs2SamPlugin:
             self.controller.shutdown()
             self.controller = None
         if self.dock is not None:
+            self.dock.visibilityChanged.disconnect(self._on_dock_visibility)
             self.dock.cleanup()
             self.iface.removeDockWidget(self.dock)
             self.dock.setParent(None)
@@ -178,6 +183,8 @@ class Rs2SamPlugin:
             self.dock.hide()
 
     def _on_dock_visibility(self, visible: bool) -> None:
+        if self.iface.mainWindow().isVisible():  # not while QGIS closes its window
+            QgsSettings().setValue(DOCK_OPEN_KEY, visible)
         if self.action is not None and self.action.isChecked() != visible:
             self.action.blockSignals(True)
             self.action.setChecked(visible)

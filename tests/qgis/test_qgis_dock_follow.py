@@ -63,3 +63,41 @@ def test_a_vector_layer_added_does_not_change_the_raster_choice(
     raster = _raster(red_square_tif, "r")
     QgsProject.instance().addMapLayer(raster)
     assert dock.layer_combo.currentLayer() is raster
+
+
+def test_the_dock_comes_back_after_a_restart_when_it_was_open(
+    qgis_iface, clean_project, monkeypatch
+) -> None:
+    """The open/closed state is remembered (user actions only) and restored by initGui."""
+    from qgis.core import QgsSettings
+
+    import rs2sam_qgis
+    from rs2sam_qgis.plugin import DOCK_OPEN_KEY
+
+    monkeypatch.setenv("RS2SAM_DEV_MODELS", "1")
+    QgsSettings().remove("rs2sam")
+    window = qgis_iface.mainWindow()
+    was_visible = window.isVisible()
+    window.show()
+    try:
+        first = rs2sam_qgis.classFactory(qgis_iface)
+        first.initGui()
+        assert first.dock is None  # nothing remembered: no dock at start
+        first.action.trigger()  # the user opens it
+        assert QgsSettings().value(DOCK_OPEN_KEY, False, type=bool) is True
+        first.unload()  # QGIS quits with the dock open
+        second = rs2sam_qgis.classFactory(qgis_iface)
+        second.initGui()  # the next start
+        assert second.dock is not None and not second.dock.isHidden()
+        assert second.action.isChecked()
+        second.dock.close()  # the user closes it
+        assert QgsSettings().value(DOCK_OPEN_KEY, True, type=bool) is False
+        second.unload()
+        third = rs2sam_qgis.classFactory(qgis_iface)
+        third.initGui()
+        assert third.dock is None
+        third.unload()
+    finally:
+        if not was_visible:
+            window.hide()
+        QgsSettings().remove("rs2sam")
