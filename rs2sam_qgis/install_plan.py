@@ -36,6 +36,8 @@ class PinnedReport(Protocol):
     numpy_pin: str
 
 TORCH_VARIANTS = ("cpu", "cuda")
+FALLBACK_VARIANT = "pypi"
+"""PyPI's own torch build: offered when the PyTorch index of a variant cannot be reached."""
 PYTORCH_INDEX = "https://download.pytorch.org/whl"
 CUDA_WHEEL_TAG = "cu128"
 """CUDA build of the pinned torch on download.pytorch.org for Windows (Linux uses PyPI's)."""
@@ -145,7 +147,9 @@ def torch_requirements(variant: str, platform: str = sys.platform) -> tuple[list
     """Requirements and index options for torch + torchvision.
 
     Args:
-        variant: ``cpu`` or ``cuda``.
+        variant: ``cpu`` or ``cuda``; or ``pypi``: PyPI's own build from the index pip uses,
+            the one that works behind a PyPI-only mirror (runs on a CPU everywhere; on Linux it
+            is the large CUDA build).
         platform: ``sys.platform`` value.
 
     Returns:
@@ -155,6 +159,8 @@ def torch_requirements(variant: str, platform: str = sys.platform) -> tuple[list
     Raises:
         ValueError: Unknown variant, or CUDA on macOS.
     """
+    if variant == FALLBACK_VARIANT:
+        return [REQUIRED["torch"], REQUIRED["torchvision"]], []
     if variant not in torch_variants(platform):
         raise ValueError(f"torch variant {variant!r} is not available on {platform}")
     torch, vision = REQUIRED["torch"], REQUIRED["torchvision"]

@@ -26,6 +26,8 @@ ENV_VAR = "RS2SAM_DEPS_DIR"
 
 PENDING_SUFFIX = ".pending"
 STAGING_SUFFIX = ".staging"
+TEMP_SUFFIX = ".tmp"
+REMOVED_SUFFIX = ".remove"
 
 
 def user_data_dir() -> Path:
@@ -65,6 +67,11 @@ def staging_dir(folder: Path) -> Path:
     return folder.with_name(folder.name + STAGING_SUFFIX)
 
 
+def temp_dir(folder: Path) -> Path:
+    """The temporary folder pip uses during an install (``TMPDIR``): its growth is the progress."""
+    return folder.with_name(folder.name + TEMP_SUFFIX)
+
+
 def promote_pending(folder: Path) -> bool:
     """Replace ``folder`` by its ``.pending`` install, if there is one. Returns True if done."""
     pending = pending_dir(folder)
@@ -89,6 +96,9 @@ def activate(folder: Path | None = None) -> Path | None:
         The folder when it exists and is on ``sys.path``, else None.
     """
     folder = folder or deps_dir()
+    removed = folder.with_name(folder.name + REMOVED_SUFFIX)  # a removal QGIS had locked
+    if removed.exists():
+        shutil.rmtree(removed, ignore_errors=True)
     promote_pending(folder)
     if not folder.is_dir():
         return None

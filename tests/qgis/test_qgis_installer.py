@@ -239,3 +239,36 @@ def test_plugin_menu_and_dock_button_open_the_installer(plugin, qgis_iface, monk
     plugin.installer._on_finished("done", "x")
     plugin._on_install_state("done")
     assert "Restart QGIS" in dock.deps_label.text() and dock.install_button.isHidden()
+
+
+def test_a_silent_step_still_reports_what_it_writes(qgis_iface, tmp_path) -> None:
+    """pip prints nothing while it unpacks torch: the runner measures pip's temp folder and
+    says so in the log and the status line until the step talks again."""
+    from rs2sam_qgis.install_plan import InstallPlan, InstallStep
+    from rs2sam_qgis.private_site import staging_dir
+
+    target = tmp_path / "deps" / "cpython-311"
+    staging = staging_dir(target)
+    code = (
+        "import os, sys, time; os.makedirs(sys.argv[1]); "
+        "open(os.path.join(os.environ['TMPDIR'], 'blob'), 'wb').write(b'x' * 3_000_000); "
+        "print('Installing collected packages: blob', flush=True); time.sleep(6); "
+        "print('Successfully installed blob-1.0', flush=True)"
+    )
+    step = InstallStep("A quiet step", sys.executable, ("-c", code, str(staging)))
+    plan = InstallPlan(sys.executable, target, staging, (step,), ())
+    dialog, _states = _dialog(lambda _v: plan, qgis_iface)
+    statuses: list[str] = []
+    dialog.runner.progress.connect(lambda _f, text: statuses.append(text))
+    try:
+        dialog.install_button.click()
+        assert wait_for(lambda: dialog.state != "installing", 60)
+        assert dialog.state == "done", dialog.status_label.text()
+        quiet = [s for s in statuses if "still working" in s]
+        assert quiet and "3.0 MB written so far" in quiet[0], statuses
+        assert quiet[0].startswith("Installing collected packages: blob")
+        log = dialog.log_view.toPlainText()
+        assert "[Installing collected packages: blob — still working" in log
+        assert not (tmp_path / "deps" / "cpython-311.tmp").exists()  # pip's temp folder is gone
+    finally:
+        dialog.close()
