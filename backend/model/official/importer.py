@@ -11,15 +11,19 @@ name and renamed):
    not in the weights); adapter widths; prompt width;
 4. build the model on the meta device and compare: missing, unexpected and mis-shaped keys are
    reported together and nothing is written;
-5. check the memory, read the tensors (optionally as float16) and save with the sentencepiece
-   model as the ``tokenizer_model`` buffer.
+5. check the memory and the disk, then stream: each tensor is read from its release file,
+   converted (optionally to float16), hashed and appended to the output, one at a time
+   (:mod:`.stream`), so the model is never in memory; the sentencepiece model is stored as the
+   ``tokenizer_model`` buffer.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +37,14 @@ from .config import OfficialConfig
 from .derive import derive_config
 from .keymap import map_keys
 from .release import TOKENIZER_FILE, Release, describe_bytes, open_release
+from .stream import StreamEntry, stream_safetensors
 from .tokenizer import PAD_ID, XLMRTokenizer
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ImportResult", "derive_config", "import_official"]
+
+_SLACK_BYTES = 256 * 1024**2  # the meta model, tokeniser and interpreter around the tensors
 
 
 @dataclass
@@ -84,6 +91,8 @@ def import_official(
     fp16: bool = False,
     gsd_m: float | None = None,
     overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
 ) -> ImportResult:
     """Convert a published release folder into one ``.safetensors`` checkpoint.
 
@@ -94,6 +103,9 @@ def import_official(
         gsd_m: Working resolution stored in the config (m/px); None keeps the default of
             ``official-large`` (0.5 m, see docs/model.md).
         overwrite: Replace an existing ``out``.
+        progress: Called with ``(bytes written, bytes in all)`` while the file is written.
+        is_cancelled: Polled between tensors; True stops with :class:`Cancelled` and leaves
+            nothing behind.
 
     Returns:
         :class:`ImportResult`.
@@ -103,9 +115,11 @@ def import_official(
         OutputError: ``out`` is a file of the release folder, does not end in
             ``.safetensors``, exists (without ``overwrite``) or its folder is missing.
         ResourceError: Not enough memory for the conversion.
+        Cancelled: ``is_cancelled`` returned True.
     """
-    from ...resources import check_fits, load_bytes
-    from ..checkpoint import save_checkpoint
+    from ...resources import check_fits
+    from ..architectures import architecture_of
+    from ..checkpoint import FORMAT, FORMAT_VERSION
     from .model import build_official_model
 
     # never one of the release's own files (links, hard links, ..); .safetensors only
@@ -134,20 +148,20 @@ def import_official(
             + report.format()
         )
     dtype = torch.float16 if fp16 else torch.float32
-    # the tensors as stored plus the serialised file: about twice the output size
-    check_fits(load_bytes(model) // (2 if fp16 else 1), "cpu", what=f"importing {release.root}")
-
-    state: dict[str, torch.Tensor] = {"tokenizer_model": model.tokenizer_model}
-    for key, tensor in release.tensors(list(keys.mapped)):
-        state[keys.mapped[key]] = tensor.to(dtype) if tensor.is_floating_point() else tensor
-    model.load_state_dict(state, strict=True, assign=True)
-    del state
-    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
-    if left:
-        raise CheckpointError(f"tensors left unfilled after reading the release: {left[:5]}")
+    entries = _entries(model, release, shapes, keys.mapped, dtype)
+    # streaming: the largest tensor as read, its converted copy and its bytes, plus slack
+    largest = max(e.nbytes * (2 if fp16 else 1) for e in entries)
+    check_fits(3 * largest + _SLACK_BYTES, "cpu", what=f"importing {release.root}")
     ignored = {why: len(k) for why, k in keys.ignored.items()}
     metadata = _metadata(release, config, keys.mapped, ignored, tokenizer, fp16)
-    sha = save_checkpoint(model, target, metadata=metadata)
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "architecture": architecture_of(config).name,
+        "model_config": json.dumps(config.to_dict(), sort_keys=True),
+        "metadata": json.dumps(metadata, sort_keys=True),
+    }
+    sha = stream_safetensors(target, entries, header, progress=progress, is_cancelled=is_cancelled)
     logger.info("imported %s -> %s", release.root, target)
     return ImportResult(
         out=target,
@@ -160,6 +174,29 @@ def import_official(
         out_bytes=target.stat().st_size,
         dtype=str(dtype).removeprefix("torch."),
     )
+
+
+def _entries(
+    model: torch.nn.Module,
+    release: Release,
+    shapes: Mapping[str, tuple[int, ...]],
+    mapped: Mapping[str, str],
+    dtype: torch.dtype,
+) -> list[StreamEntry]:
+    """One output tensor per mapped release tensor (floats at ``dtype``), plus the tokeniser."""
+    source_dtypes = release.dtypes()
+    entries = [
+        StreamEntry(
+            ours,
+            dtype if source_dtypes[official].is_floating_point else source_dtypes[official],
+            shapes[official],
+            partial(release.read, official),
+        )
+        for official, ours in mapped.items()
+    ]
+    tok = model.tokenizer_model
+    entries.append(StreamEntry("tokenizer_model", tok.dtype, tuple(tok.shape), lambda: tok))
+    return entries
 
 
 def _compare(

@@ -77,6 +77,7 @@ class Release:
     tokenizer_model: bytes = b""
     tokenizer_files: dict[str, Any] = field(default_factory=dict)
     _bin_cache: dict[Path, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
+    _readers: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ index
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -157,6 +158,39 @@ class Release:
                     if key in wanted:
                         yield key, tensor
                 self._bin_cache.pop(file, None)
+
+    def _index(self) -> dict[str, Any]:
+        """``{key: SafetensorsFile or .bin path}`` over every weight file."""
+        if not self._readers:
+            for file in self.files:
+                if self.kind == "safetensors":
+                    from .stream import SafetensorsFile
+
+                    source = SafetensorsFile(file)
+                    self._readers.update(dict.fromkeys(source.keys(), source))
+                else:
+                    self._readers.update(dict.fromkeys(self._bin(file), file))
+        return self._readers
+
+    def dtypes(self) -> dict[str, torch.dtype]:
+        """The stored dtype of every tensor (no tensor data is read)."""
+        return {
+            key: self._bin(where)[key].dtype if isinstance(where, Path) else where.dtype(key)
+            for key, where in self._index().items()
+        }
+
+    def read(self, key: str) -> torch.Tensor:
+        """One tensor, read on its own (safetensors: plain reads at its offsets, no memory map).
+
+        Raises:
+            CheckpointError: The key is in no weight file, or the file is corrupt.
+        """
+        where = self._index().get(key)
+        if where is None:
+            raise CheckpointError(f"tensor {key!r} is in no weight file of {self.root}")
+        if isinstance(where, Path):
+            return self._bin(where)[key]
+        return where.read(key)
 
     @property
     def nbytes(self) -> int:
