@@ -1,4 +1,4 @@
-"""import-official streams: one tensor at a time, a hash equal to save_checkpoint's, no partial file."""
+"""import-official streams: one tensor at a time, save_checkpoint's hash, no partial file."""
 
 from __future__ import annotations
 
