@@ -4,11 +4,26 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
+from ..errors import OutputError
 from .manifest import Manifest
 from .state import JobState
 
 __all__ = ["finish_summary", "write_outputs"]
+
+
+def _read(path: Path) -> Any:
+    """A chunk file checked before this run; damaged since then: a clear error, no traceback."""
+    from .chunkfile import ChunkFileError, check_chunk
+
+    try:
+        return check_chunk(path)
+    except ChunkFileError as exc:
+        raise OutputError(
+            f"chunk file {str(path)!r} was damaged during the run ({exc}); re-run the same "
+            "command to compute it again"
+        ) from exc
 
 
 def write_outputs(job: JobState, manifest: Manifest, outputs: dict[str, Path]) -> None:
@@ -17,7 +32,6 @@ def write_outputs(job: JobState, manifest: Manifest, outputs: dict[str, Path]) -
 
     from .. import __version__
     from ..geo.vectorize import geodesic_areas_m2
-    from .chunkfile import read_chunk
     from .merge import merge_chunks
     from .output import make_writer, reproject
 
@@ -54,7 +68,7 @@ def write_outputs(job: JobState, manifest: Manifest, outputs: dict[str, Path]) -
                 rows = [r for r in done if r.raster == idx and r.query == q]
                 if not rows:
                     continue
-                data = [read_chunk(job.chunk_path(r.id)) for r in rows]
+                data = [_read(job.chunk_path(r.id)) for r in rows]
                 meta = data[0].meta
                 warnings.update(meta.get("warnings") or [])
                 features = merge_chunks(data, meta["transform"], meta["crs_wkt"])
@@ -92,7 +106,7 @@ def write_outputs(job: JobState, manifest: Manifest, outputs: dict[str, Path]) -
             writer.abort()
             raise
         job.summary.polygons[query] = total
-    job.summary.warnings = sorted(warnings)
+    job.summary.warnings = [*job.summary.warnings, *sorted(warnings)]  # the job's own first
 
 
 def finish_summary(job: JobState, manifest: Manifest) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,10 @@ def _read_list(path: Path) -> list[str]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read the list of rasters {str(path)!r} ({exc})") from exc
+        raise InputError(
+            f"cannot read the list of rasters {_short(str(path))} ({exc}); give a UTF-8 text "
+            "file with one raster path per line"
+        ) from exc
     out = []
     for line in lines:
         item = line.strip()
@@ -45,6 +49,34 @@ def _read_list(path: Path) -> list[str]:
     if not out:
         raise InputError(f"the list of rasters {str(path)!r} holds no path; one path per line")
     return out
+
+
+def _short(text: str) -> str:
+    return repr(text if len(text) <= 120 else f"{text[:100]}...")
+
+
+def _require_file(path: str, what: str) -> None:
+    """Refuse a missing path, and one that is not a regular file (FIFO, device, folder)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # ValueError: a NUL byte in the path
+        raise InputError(f"{what} {_short(path)} does not exist; check the path") from None
+    if not stat.S_ISREG(mode):
+        kind = next(
+            (name for test, name in _KINDS if test(mode)), "not a regular file"
+        )
+        raise InputError(
+            f"{what} {_short(path)} is not a regular file but {kind}; give a raster file"
+        )
+
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def resolve_inputs(items: Sequence[str]) -> list[str]:
@@ -65,13 +97,12 @@ def resolve_inputs(items: Sequence[str]) -> list[str]:
             matches = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
             if not matches:
                 raise InputError(
-                    f"input glob {item!r} matches no file; check the pattern and quote it so the "
-                    "shell does not expand it"
+                    f"input glob {_short(item)} matches no file; check the pattern and quote it "
+                    "so the shell does not expand it"
                 )
             paths.extend(matches)
         elif Path(item).suffix.lower() in LIST_SUFFIXES:
-            if not Path(item).is_file():
-                raise InputError(f"list of rasters {item!r} does not exist; check the path")
+            _require_file(item, "list of rasters")
             paths.extend(_read_list(Path(item)))
         else:
             paths.append(item)
@@ -79,8 +110,7 @@ def resolve_inputs(items: Sequence[str]) -> list[str]:
     seen: set[str] = set()
     for path in paths:
         if not _is_gdal_path(path):
-            if not os.path.isfile(path):
-                raise InputError(f"input raster {path!r} does not exist; check the path")
+            _require_file(path, "input raster")
             path = os.path.abspath(path)
         if path not in seen:
             seen.add(path)

@@ -27,7 +27,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS job (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS rasters (
     idx INTEGER PRIMARY KEY, path TEXT NOT NULL, planned INTEGER NOT NULL DEFAULT 0,
-    error TEXT, crs_wkt TEXT
+    error TEXT, crs_wkt TEXT, identity TEXT
 );
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY, raster INTEGER NOT NULL, query INTEGER NOT NULL,
@@ -66,6 +66,10 @@ class Manifest:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(_SCHEMA)
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(rasters)")}
+            if "identity" not in columns:  # a manifest of an earlier version
+                with self.db:
+                    self.db.execute("ALTER TABLE rasters ADD COLUMN identity TEXT")
         except sqlite3.DatabaseError as exc:
             raise OutputError(
                 f"{str(path)!r} is not a usable batch manifest ({exc}); delete it or choose "
@@ -120,6 +124,28 @@ class Manifest:
             self.db.executemany(
                 "INSERT OR IGNORE INTO rasters(idx, path) VALUES (?, ?)", enumerate(paths)
             )
+
+    def identities(self) -> dict[int, Any]:
+        """``{idx: identity}`` as stored (:mod:`.identity`; None when not yet stored)."""
+        rows = self.db.execute("SELECT idx, identity FROM rasters")
+        return {idx: None if ident is None else json.loads(ident) for idx, ident in rows}
+
+    def set_identity(self, idx: int, identity: Any) -> None:
+        """Store raster ``idx``'s content identity."""
+        with self.db:
+            self.db.execute(
+                "UPDATE rasters SET identity=? WHERE idx=?", (json.dumps(identity), idx)
+            )
+
+    def reset_raster(self, idx: int) -> list[int]:
+        """Forget raster ``idx``'s plan and chunks (it changed); return the chunk ids dropped."""
+        ids = [r[0] for r in self.db.execute("SELECT id FROM chunks WHERE raster=?", (idx,))]
+        with self.db:
+            self.db.execute("DELETE FROM chunks WHERE raster=?", (idx,))
+            self.db.execute(
+                "UPDATE rasters SET planned=0, error=NULL, crs_wkt=NULL WHERE idx=?", (idx,)
+            )
+        return ids
 
     def rasters(self) -> list[tuple[int, str, bool, str | None, str | None]]:
         """``(idx, path, planned, error, crs_wkt)`` of every raster."""

@@ -7,6 +7,7 @@ instead (the job goes on with the others).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -24,9 +25,13 @@ __all__ = [
     "check_out_dir",
     "check_segmenter",
     "job_settings",
+    "make_out_dir",
     "output_paths",
     "plan_rasters",
+    "refresh_identities",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 def _slug(text: str) -> str:
@@ -48,38 +53,77 @@ def output_paths(out_dir: Path, queries: list[str], fmt: str) -> dict[str, Path]
 
 
 def check_out_dir(out_dir: Path) -> None:
-    """Create ``out_dir`` if needed and prove it writable (a probe file).
+    """Check that ``out_dir`` is, or can be made, a writable folder; create nothing.
 
     Raises:
-        OutputError: A file, a missing parent, or not writable.
+        OutputError: A file, a missing or read-only parent, or not writable.
     """
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"--out {str(out_dir)!r} is a file; give a folder for the job")
-    if not out_dir.exists():
-        parent = out_dir.parent
-        if not parent.is_dir():
-            raise OutputError(
-                f"the folder above --out {str(out_dir)!r} does not exist; create it or choose "
-                "another --out"
-            )
+    folder = out_dir if out_dir.exists() else out_dir.parent
+    if not folder.is_dir():
+        raise OutputError(
+            f"the folder above --out {str(out_dir)!r} does not exist; create it or choose "
+            "another --out"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"output folder {str(folder)!r} is not writable; choose another --out or fix its "
+            "permissions"
+        )
+
+
+def make_out_dir(out_dir: Path) -> bool:
+    """Create ``out_dir`` if needed and prove it writable (a probe file); True if created.
+
+    Raises:
+        OutputError: It cannot be created or written (a created folder is removed again).
+    """
+    created = not out_dir.exists()
+    if created:
         try:
             out_dir.mkdir()
         except OSError as exc:
             raise OutputError(f"cannot create the output folder {str(out_dir)!r} ({exc})") from exc
-    if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise OutputError(
-            f"output folder {str(out_dir)!r} is not writable; choose another --out or fix its "
-            "permissions"
-        )
     probe = out_dir / f".rs2sam_write_test_{os.getpid()}"
     try:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
+        if created:
+            out_dir.rmdir()
         raise OutputError(
             f"output folder {str(out_dir)!r} is not writable ({exc.strerror}); choose another "
             "--out or fix its permissions"
         ) from exc
+    return created
+
+
+def refresh_identities(job: JobState, manifest: Manifest, identities: dict[str, Any]) -> None:
+    """Redo every raster whose file changed since the manifest recorded it (see .identity).
+
+    Its finished chunks and their files are dropped and it is planned again; each such raster
+    adds one warning to the summary (and the log).
+    """
+    from .identity import describe_change
+
+    stored = manifest.identities()
+    for idx, path, *_ in manifest.rasters():
+        current = identities.get(path)
+        old = stored.get(idx)
+        change = None if old is None else describe_change(old, current)
+        if change is not None:
+            dropped = manifest.reset_raster(idx)
+            for chunk_id in dropped:
+                job.chunk_path(chunk_id).unlink(missing_ok=True)
+            message = (
+                f"input raster {path!r} changed since the last run ({change}); its "
+                f"{len(dropped)} chunks were discarded and it was segmented again"
+            )
+            logger.warning("%s", message)
+            job.summary.warnings.append(message)
+        if current is not None and old != current:
+            manifest.set_identity(idx, current)
 
 
 def check_options_cheap(o: BatchOptions) -> list[str]:

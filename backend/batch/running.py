@@ -2,14 +2,45 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
-from .manifest import Manifest
+from .manifest import ChunkRow, Manifest
 from .state import BatchInterrupted, JobState
 from .worker import ChunkOutcome, ChunkTask
 
 __all__ = ["run_chunks"]
+
+logger = logging.getLogger(__name__)
+
+
+def _stored_ok(job: JobState, row: ChunkRow, raster: str) -> bool:
+    """Whether chunk ``row`` is done and its file whole and its own (else it is run again)."""
+    from .chunkfile import ChunkFileError, check_chunk, chunk_identity
+
+    path = job.chunk_path(row.id)
+    if row.status != "done" or not path.exists():
+        return False
+    try:
+        check_chunk(path, chunk_identity(row.id, raster, job.queries[row.query], row.window))
+    except ChunkFileError as exc:
+        job.damaged.append(f"{path.name}: {exc}")
+        return False
+    return True
+
+
+def _report_damaged(job: JobState) -> None:
+    if not job.damaged:
+        return
+    shown = "; ".join(job.damaged[:3]) + (f"; and {len(job.damaged) - 3} more" if
+                                           len(job.damaged) > 3 else "")  # fmt: skip
+    message = (
+        f"{len(job.damaged)} stored chunk files were damaged or not this job's and are "
+        f"computed again ({shown})"
+    )
+    logger.warning("%s", message)
+    job.summary.warnings.append(message)
 
 
 def run_chunks(job: JobState, manifest: Manifest, engine: Any) -> None:
@@ -20,7 +51,8 @@ def run_chunks(job: JobState, manifest: Manifest, engine: Any) -> None:
 
     rasters = {idx: path for idx, path, *_ in manifest.rasters()}
     rows = manifest.chunks()
-    todo = [r for r in rows if r.status != "done" or not job.chunk_path(r.id).exists()]
+    todo = [r for r in rows if not _stored_ok(job, r, rasters[r.raster])]
+    _report_damaged(job)
     s = job.summary
     s.chunks = len(rows)
     s.skipped = len(rows) - len(todo)

@@ -98,6 +98,7 @@ class JobState:
         self.out_dir = out_dir
         self.chunk_dir = out_dir / WORK_DIR / "chunks"
         self.summary = BatchSummary(engine=o.engine, workers=o.workers)
+        self.damaged: list[str] = []  # "file: why" of stored chunk files that were redone
 
     def chunk_path(self, chunk_id: int) -> Path:
         """The result file of chunk ``chunk_id``."""

@@ -165,7 +165,7 @@ class ChunkWorker:
         from ..geo.raster import GDAL_CACHE_MB, PixelWindow, open_raster
         from ..pipeline.options import _check_options
         from ..pipeline.run import _run
-        from .chunkfile import pack
+        from .chunkfile import chunk_identity, pack
 
         o = self.options
         options = _check_options(
@@ -227,6 +227,7 @@ class ChunkWorker:
             "timings": result.timings,
             "transform": list(transform)[:6],
             "crs_wkt": result.crs,
+            "chunk": chunk_identity(task.chunk_id, task.raster, task.query, task.window),
         }
         payload = pack(
             list(geoms),
