@@ -111,18 +111,40 @@ class SegmentController(QObject):
         self.iface.messageBar().pushMessage(self.title, message, level=Qgis.Warning, duration=8)
 
     # ------------------------------------------------------------------ private
-    def refresh_dependencies(self) -> DependencyReport:
-        """Check the dependencies again and show the result in the dock (box + button)."""
+    def refresh_dependencies(self, notify: bool = False) -> DependencyReport:
+        """Check the dependencies again and show the result in the dock (box + button).
+
+        Args:
+            notify: Also put the short line in the message bar (when the dock opens).
+        """
         report = check_dependencies()
         self.deps_report = report
-        self.dock.set_dependency_problem(
-            ""
-            if report.ok
-            else report.summary()
-            + " "
-            + tr("Install them into the plugin's own folder with the button below.")
-        )
+        if report.ok:
+            self.dock.set_dependency_problem("")
+        elif report.restart_needed:  # installed: never invite a second install
+            self.dock.set_dependency_problem(report.summary(), installable=False)
+        else:
+            self.dock.set_dependency_problem(
+                report.summary()
+                + " "
+                + tr("Install them into the plugin's own folder with the button below.")
+            )
+        if notify and not report.ok:
+            self.iface.messageBar().pushMessage(
+                self.title, self._bar_text(report), level=Qgis.Warning, duration=10
+            )
         return report
+
+    @staticmethod
+    def _bar_text(report: DependencyReport) -> str:
+        if report.restart_needed:
+            return report.summary()
+        return (
+            report.summary()
+            + " "
+            + tr("Use 'Install dependencies…' in the Segment by text panel; details in the "
+                 "RS2-SAM log.")
+        )
 
     def _dependencies_ok(self) -> bool:
         if self.deps_report is not None and self.deps_report.ok:
@@ -133,13 +155,7 @@ class SegmentController(QObject):
         log_error(report.message())  # the full story, with the terminal commands
         self.dock.set_status(report.summary())
         self.iface.messageBar().pushMessage(
-            self.title,
-            report.summary()
-            + " "
-            + tr("Use 'Install dependencies…' in the Segment by text panel; details in the "
-                 "RS2-SAM log."),
-            level=Qgis.Critical,
-            duration=0,
+            self.title, self._bar_text(report), level=Qgis.Critical, duration=0
         )
         return False
 

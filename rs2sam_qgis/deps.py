@@ -46,6 +46,9 @@ class DependencyReport:
         problems: One human-readable line per problem.
         optional_missing: Packages of the published RS2-SAM 2 weights that are not installed
             (not a problem: every other model runs without them).
+        restart_folder: The private folder that holds every missing package although this
+            QGIS session cannot import them yet (installed since QGIS started): a restart,
+            not another install, fixes it ("" otherwise).
     """
 
     missing: list[str] = field(default_factory=list)
@@ -54,6 +57,12 @@ class DependencyReport:
     numpy_pin: str = NUMPY_1_PIN
     problems: list[str] = field(default_factory=list)
     optional_missing: list[str] = field(default_factory=list)
+    restart_folder: str = ""
+
+    @property
+    def restart_needed(self) -> bool:
+        """True when the missing packages are installed and only a QGIS restart is missing."""
+        return bool(self.restart_folder)
 
     @property
     def ok(self) -> bool:
@@ -64,6 +73,8 @@ class DependencyReport:
         """One short line for the message bar and the dock's status line."""
         if self.ok:
             return tr("All dependencies are installed.")
+        if self.restart_needed:
+            return tr("Dependencies installed. Restart QGIS to load them.")
         if self.missing:
             return tr("Python packages missing: {names}.").format(names=", ".join(self.missing))
         return tr("QGIS's Python has incompatible packages (numpy / GDAL).")
@@ -98,6 +109,11 @@ class DependencyReport:
         """Multi-line text for the log: what is wrong, then how to fix it."""
         if self.ok:
             return tr("All dependencies are installed.")
+        if self.restart_needed:
+            return tr(
+                "Dependencies installed. Restart QGIS to load them: {names} are in {folder}, "
+                "which this QGIS session loads at its next start (no new install is needed)."
+            ).format(names=", ".join(self.missing), folder=self.restart_folder)
         lines = [tr("Segment by text cannot run in this QGIS Python yet:")]
         lines += [f"  - {p}" for p in self.problems]
         lines.append(
@@ -130,6 +146,31 @@ def _installed(name: str) -> bool:
         return False
 
 
+def installed_for_next_start(names: list[str]) -> str:
+    """The private folder holding all of ``names`` that this session does not import from.
+
+    The installer's result waits in ``<folder>.pending`` (or, on a first install, in a
+    folder that did not exist when QGIS started, so it is not on ``sys.path``).
+
+    Returns:
+        The folder, or "" when the packages are not installed there (or it is already loaded).
+    """
+    import importlib.machinery
+    import sys
+
+    from .private_site import deps_dir, pending_dir
+
+    if not names:
+        return ""
+    target = deps_dir()
+    for folder in (pending_dir(target), target):
+        if not folder.is_dir() or str(folder) in sys.path:
+            continue
+        if all(importlib.machinery.PathFinder.find_spec(n, [str(folder)]) for n in names):
+            return str(folder)
+    return ""
+
+
 def check_dependencies() -> DependencyReport:
     """Look for the backend's packages and for a NumPy that QGIS's GDAL can use.
 
@@ -141,6 +182,7 @@ def check_dependencies() -> DependencyReport:
         if name not in report.missing and not _installed(name):
             report.missing.append(name)
     report.optional_missing = [n for n in OPTIONAL if not _installed(n)]
+    report.restart_folder = installed_for_next_start(report.missing)
     if report.missing:
         report.problems.append(
             tr("missing Python packages: {names}").format(names=", ".join(report.missing))

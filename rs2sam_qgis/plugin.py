@@ -78,7 +78,8 @@ class Rs2SamPlugin:
         install.triggered.connect(self.show_installer)
         self.iface.addPluginToRasterMenu(self.menu_name, install)
         self.install_action = install
-        if QgsSettings().value(DOCK_OPEN_KEY, False, type=bool):
+        starting = not self.iface.mainWindow().isVisible()  # QGIS start-up, not a reload
+        if starting and QgsSettings().value(DOCK_OPEN_KEY, False, type=bool):
             self.show_dock()  # before QGIS restores the window state: it returns to its place
 
     def unload(self) -> None:
@@ -142,7 +143,7 @@ class Rs2SamPlugin:
             self.controller = SegmentController(self.iface, self.dock)
             self.dock.visibilityChanged.connect(self._on_dock_visibility)
             self.dock.install_requested.connect(self.show_installer)
-            self.controller.refresh_dependencies()
+            self.controller.refresh_dependencies(notify=True)
         self.dock.select_active_layer(self.iface.activeLayer())
         self.dock.show()
         self.dock.raise_()

@@ -86,13 +86,20 @@ def test_the_dock_comes_back_after_a_restart_when_it_was_open(
         first.action.trigger()  # the user opens it
         assert QgsSettings().value(DOCK_OPEN_KEY, False, type=bool) is True
         first.unload()  # QGIS quits with the dock open
+        reloaded = rs2sam_qgis.classFactory(qgis_iface)
+        reloaded.initGui()  # a plugin reload in a running QGIS opens nothing by itself
+        assert reloaded.dock is None
+        reloaded.unload()
+        window.hide()  # the next start: QGIS loads plugins before it shows its window
         second = rs2sam_qgis.classFactory(qgis_iface)
-        second.initGui()  # the next start
+        second.initGui()
         assert second.dock is not None and not second.dock.isHidden()
+        window.show()
         assert second.action.isChecked()
         second.dock.close()  # the user closes it
         assert QgsSettings().value(DOCK_OPEN_KEY, True, type=bool) is False
         second.unload()
+        window.hide()
         third = rs2sam_qgis.classFactory(qgis_iface)
         third.initGui()
         assert third.dock is None
