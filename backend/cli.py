@@ -298,7 +298,7 @@ def _segment(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_NEGATIVE = re.compile(r"-(\d|\.\d)")
+_NEGATIVE = re.compile(r"-(\d|\.\d|inf|nan)", re.IGNORECASE)  # numbers, -inf, -nan
 
 
 def _join_negative_values(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:

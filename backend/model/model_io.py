@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from ..text.normalize import checked_text
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "MIN_IMAGE_PX", "ModelInputs", "ModelOutput"]
 
@@ -78,11 +79,9 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
-def _check_text(text: object) -> None:
-    if not isinstance(text, str):
-        raise InputError(f"text must be a str, got {type(text).__name__}: {text!r}")
-    if not text.strip():
-        raise InputError(f"text is empty or whitespace ({text!r}); describe what to segment")
+def _check_text(text: object) -> str:
+    """The cleaned caption (:func:`backend.text.normalize.checked_text`), or InputError."""
+    return checked_text(text)
 
 
 def _as_image_batch(

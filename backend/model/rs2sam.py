@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..text.normalize import quote_text
 from .bhfm import AdaptedBlock, TextFusion, TextState, add_adapters
 from .configs import ModelConfig, get_model_config
 from .meta_init import params_on_meta as _params_on_meta
@@ -174,19 +175,19 @@ class RS2SAM2(ParamPolicy):
         Raises:
             InputError: If a caption is not a string or is empty/whitespace.
         """
-        for text in texts:
-            _check_text(text)
+        texts = [_check_text(text) for text in texts]  # cleaned: backend.text.normalize
         ctx = self.config.context_length
         encode = getattr(self.tokenizer, "encode", None)
         if encode is not None:
             for text in texts:
                 n = len(encode(text)) + 2  # + SOT and EOT
-                if n > ctx:
+                if n > ctx and text != getattr(self, "_warned_text", None):  # once per text
+                    self._warned_text = text
                     logger.warning(
-                        "text has %d tokens, more than the model's context of %d; truncated: %r",
+                        "text has %d tokens, more than the model's context of %d; truncated: %s",
                         n,
                         ctx,
-                        text,
+                        quote_text(text),
                     )
         tokens = self.tokenizer(list(texts)).long()
         eot = tokens.argmax(dim=-1)  # EOT has the highest id of the BPE vocabulary

@@ -174,7 +174,7 @@ class Segmenter:
             InputError: On a bad image batch or text.
         """
         _check_image(images, batch=True)
-        _check_text(text)
+        text = _check_text(text)
         n, h, w = images.shape[:3]
         out = np.empty((n, h, w), dtype=np.float32)
         with torch.inference_mode(), self._autocast():
@@ -188,11 +188,15 @@ class Segmenter:
         return out
 
 
-def _check_text(text: object) -> None:
-    if not isinstance(text, str):
-        raise InputError(f"text must be a str, got {type(text).__name__}: {text!r}")
-    if not text.strip():
-        raise InputError(f"text is empty or whitespace ({text!r}); describe what to segment")
+def _check_text(text: object) -> str:
+    """The cleaned text (:mod:`backend.text.normalize`); a warning when cleaning changed it."""
+    from ..text.normalize import checked_text, describe_cleaning
+
+    cleaned = checked_text(text)
+    note = describe_cleaning(text)  # type: ignore[arg-type]
+    if note:
+        logger.warning("%s", note)
+    return cleaned
 
 
 def _check_image(image: object, *, batch: bool) -> None:

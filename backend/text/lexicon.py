@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from .normalize import clean_text, describe_cleaning, quote_text
 
 __all__ = [
     "Interpretation",
@@ -56,16 +57,20 @@ def words_of(text: str) -> list[re.Match[str]]:
 
 
 def require_words(text: str) -> list[re.Match[str]]:
-    """:func:`words_of` ``text``, or :class:`InputError` when it has none (any segmenter).
+    """:func:`words_of` the cleaned ``text`` (:func:`~.normalize.clean_text`), or an error.
+
+    Returns:
+        Matches in ``clean_text(text)`` (the same as ``text`` when it is already clean).
 
     Raises:
-        InputError: ``text`` is only punctuation, symbols, emoji or spaces.
+        InputError: ``text`` is only punctuation, symbols, emoji, spaces or invisible
+            characters.
     """
-    matches = words_of(text)
+    matches = words_of(clean_text(text))
     if not matches:
         raise InputError(
-            f"text {text!r} has no words (only punctuation, symbols or emoji); describe what "
-            "to segment in English words, e.g. 'the buildings' or 'water'"
+            f"text {quote_text(text)} has no words (only punctuation, symbols or emoji); "
+            "describe what to segment in English words, e.g. 'the buildings' or 'water'"
         )
     return matches
 
@@ -92,11 +97,12 @@ class Interpretation:
     """What the model is given for a prompt, and why.
 
     Attributes:
-        text: The user's text.
+        text: The user's text, cleaned (:func:`~.normalize.clean_text`).
         model_text: The text the model gets (``text`` itself when nothing was rewritten).
         mappings: The rewrites, in text order (synonyms -> trained names, "a" -> "the", ...).
         unknown: Words of ``model_text`` the model never saw in training (lower case).
         concepts: Trained concepts ``model_text`` names (lexicon keys, e.g. ``"water"``).
+        cleaned: How the user's text was cleaned (invisible characters removed, NFKC), or "".
     """
 
     text: str
@@ -104,10 +110,11 @@ class Interpretation:
     mappings: tuple[Mapping, ...] = ()
     unknown: tuple[str, ...] = ()
     concepts: tuple[str, ...] = ()
+    cleaned: str = ""
 
     def messages(self) -> list[str]:
-        """One sentence per thing the user should know (rewrites, unknown words)."""
-        out = []
+        """One sentence per thing the user should know (cleaning, rewrites, unknown words)."""
+        out = [self.cleaned] if self.cleaned else []
         concept_maps = [m for m in self.mappings if m.concept]
         if self.mappings:
             reason = (
@@ -192,7 +199,10 @@ def load_lexicon(path: str | None = None) -> Lexicon:
 def interpret(
     text: str, unknown_words: UnknownWordsFn | None = None, lexicon: Lexicon | None = None
 ) -> Interpretation:
-    """Rewrite ``text`` into the names the model was trained with, or refuse it.
+    """Clean ``text``, rewrite it into the names the model was trained with, or refuse it.
+
+    The text is cleaned first (:func:`~.normalize.clean_text`: NFKC, invisible characters
+    removed, whitespace collapsed); the cleaning is reported in :meth:`Interpretation.messages`.
 
     Without ``unknown_words`` (a segmenter that does not tell what it knows, such as the
     stand-ins) the text passes through unchanged; only a text without any word is refused.
@@ -216,9 +226,11 @@ def interpret(
             model knows that names something: the message names the text and the concepts
             the model knows.
     """
+    cleaned = describe_cleaning(text) or ""
+    text = clean_text(text)  # the one cleaning every entry point passes (see .normalize)
     matches = require_words(text)
     if unknown_words is None:
-        return Interpretation(text, text)
+        return Interpretation(text, text, cleaned=cleaned)
     lex = lexicon or load_lexicon()
     vocabulary = _Vocabulary(unknown_words)
     spans = [_stem_span(m) for m in matches]
@@ -260,6 +272,7 @@ def interpret(
         mappings=tuple(mappings),
         unknown=tuple(unknown),
         concepts=tuple(dict.fromkeys(concepts)),
+        cleaned=cleaned,
     )
 
 
@@ -322,6 +335,6 @@ def _no_known_words(
         else "it names nothing the model was trained to find"
     )
     return (
-        f"the model cannot use the text {text!r}: {why}. It was trained to find: "
+        f"the model cannot use the text {quote_text(text)}: {why}. It was trained to find: "
         f"{', '.join(known)}; describe one of these, e.g. 'the buildings on the left'"
     )

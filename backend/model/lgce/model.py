@@ -222,8 +222,7 @@ class LGCE(nn.Module):
         Raises:
             InputError: A caption that is not a string or is empty.
         """
-        for text in texts:
-            _check_text(text)
+        texts = [_check_text(text) for text in texts]  # cleaned: backend.text.normalize
         return self.tokenizer(texts)  # type: ignore[operator]
 
     def prepare_inputs(self, images: torch.Tensor | np.ndarray, texts: Sequence[str]) -> LGCEInputs:

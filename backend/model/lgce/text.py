@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import InputError
+from ...text.normalize import checked_text, quote_text
 from .config import LGCEConfig
 
 logger = logging.getLogger(__name__)
@@ -34,11 +35,9 @@ logger = logging.getLogger(__name__)
 __all__ = ["BertStyleEncoder", "ClipBpeTokenizer", "WordPieceTokenizer", "make_tokenizer"]
 
 
-def _check_text(text: object) -> None:
-    if not isinstance(text, str):
-        raise InputError(f"text must be a str, got {type(text).__name__}: {text!r}")
-    if not text.strip():
-        raise InputError(f"text is empty or whitespace ({text!r}); describe what to segment")
+def _check_text(text: object) -> str:
+    """The cleaned caption (:func:`backend.text.normalize.checked_text`), or InputError."""
+    return checked_text(text)
 
 
 class ClipBpeTokenizer:
@@ -60,10 +59,10 @@ class ClipBpeTokenizer:
             n = len(self._tok.encode(text)) + 2
             if n > self.context_length:
                 logger.warning(
-                    "text has %d tokens, more than the model's context of %d; " "truncated: %r",
+                    "text has %d tokens, more than the model's context of %d; truncated: %s",
                     n,
                     self.context_length,
-                    text,
+                    quote_text(text),
                 )
         tokens = self._tok(list(texts)).long()
         end = tokens.argmax(dim=-1)  # EOT has the highest id of the vocabulary
@@ -130,10 +129,10 @@ class WordPieceTokenizer:
             ids = self.ids(text)
             if len(ids) + 2 > self.context_length:
                 logger.warning(
-                    "text has %d tokens, more than the model's context of %d; " "truncated: %r",
+                    "text has %d tokens, more than the model's context of %d; truncated: %s",
                     len(ids) + 2,
                     self.context_length,
-                    text,
+                    quote_text(text),
                 )
                 ids = ids[: self.context_length - 2]
             rows.append([self.cls_id, *ids, self.sep_id])

@@ -164,8 +164,7 @@ class OfficialRS2SAM2(OfficialParts, nn.Module):
     # ------------------------------------------------------------------ preprocessing
     def tokenize(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Ids ``(N, L)`` and padding mask ``(N, L)`` (see :class:`XLMRTokenizer`)."""
-        for text in texts:
-            _check_text(text)
+        texts = [_check_text(text) for text in texts]  # cleaned: backend.text.normalize
         return self.tokenizer(list(texts))
 
     def prepare_inputs(

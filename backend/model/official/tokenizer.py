@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import torch
 
 from ...errors import DependencyError, InputError
+from ...text.normalize import quote_text
 
 logger = logging.getLogger(__name__)
 
@@ -123,10 +124,10 @@ class XLMRTokenizer:
         ids = [BOS_ID, *self.piece_ids(text), EOS_ID]
         if len(ids) > self.max_tokens:
             logger.warning(
-                "text has %d tokens, more than the model's %d; truncated: %r",
+                "text has %d tokens, more than the model's %d; truncated: %s",
                 len(ids),
                 self.max_tokens,
-                text,
+                quote_text(text),
             )
             ids = [*ids[: self.max_tokens - 1], EOS_ID]
         return ids
