@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from backend.errors import ConfigError
+from backend.outputs import check_not_an_input
 from training.checkpoints import (
     TrainState,
     export_inference,
@@ -233,6 +234,8 @@ def _fit(cfg: TrainConfig, device: torch.device, info: DistInfo) -> dict[str, An
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out_dir = Path(cfg.out_dir)
+    # never a data set folder (or a folder inside one): the run writes config.yaml, last.pt
+    check_not_an_input(out_dir, [s.root for s in cfg.data.sets if s.root], option="out_dir")
     resume = _resume_path(cfg, out_dir)
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)

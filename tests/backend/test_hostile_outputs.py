@@ -215,3 +215,17 @@ def test_training_folder_writers_never_replace_their_source(
     for out in (root, root.parent, root / "images", root / "x" / ".." / "images"):
         args = [command, "--root", root, "--out", out, "--overwrite", *extra]
         refused(capsys, tmp_path, training_main, args, "destroy the input")
+
+
+def test_training_run_folder_is_never_a_data_set(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    root = tmp_path / "set"
+    (root / "images").mkdir(parents=True)
+    (root / "output_phrase_train.txt").write_text("a line\n")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"model: test-tiny\ndata:\n  sets:\n    - format: refsegrs\n"
+                      f"      root: {root}\nthreads: 1\nout_dir: {tmp_path / 'run'}\n")  # fmt: skip
+    for out in (root, root / "images"):
+        args = ["train", "--config", config, f"out_dir={out}", "progress=false"]
+        refused(capsys, tmp_path, training_main, args, "out_dir", "destroy the input")
