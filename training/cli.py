@@ -1,4 +1,4 @@
-r"""``python -m training {train,eval,export,build-refer,pack}`` (contract §3).
+r"""``python -m training {train,eval,export,build-refer,pack,adapt}`` (contract §3).
 
 Exit status 0 on success and 2 on a user error (bad config, unknown key, missing data, bad
 checkpoint), with one line on stderr naming the bad value and the fix, and no traceback.
@@ -88,6 +88,10 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--eval-quality", type=int, default=95,
                    help="WebP quality of the val / test images")
     k.add_argument("--overwrite", action="store_true")
+
+    from training.adapt.cli import add_adapt_parser
+
+    add_adapt_parser(sub)
     return p
 
 
@@ -208,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(cmd_eval(args)))
         elif args.command == "export":
             print(f"wrote {args.out} (weights sha256 {cmd_export(args)})")
+        elif args.command == "adapt":
+            from training.adapt.cli import cmd_adapt
+
+            cmd_adapt(args)
         elif args.command == "pack":
             from training.data.packed import pack_refsegrs
 
