@@ -163,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .batch.cli import add_batch_parser
 
     add_batch_parser(sub, _bands, _gsd)  # sets handler=run_batch_command
+    from .model_store.cli import add_models_parser
+
+    add_models_parser(sub)  # sets handler=run_models_command
     return parser
 
 
