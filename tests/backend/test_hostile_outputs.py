@@ -164,6 +164,10 @@ def test_segment_output_is_never_the_raster_or_the_aoi(
     for out in (aoi, tmp_path / "ln.gpkg"):
         args = [*base, "--aoi", aoi, "--out", out]
         refused(capsys, tmp_path, backend_main, args, "destroy the input", str(aoi))
+    ck = tmp_path / "model.safetensors"
+    ck.write_bytes(b"weights")
+    args = ["segment", raster, "--text", "red", "--checkpoint", ck, "--out", ck, "--overwrite"]
+    refused(capsys, tmp_path, backend_main, args, "destroy the input", str(ck))
 
 
 # ------------------------------------------------------------------ batch
