@@ -1,8 +1,10 @@
-"""Atomic GeoPackage / GeoJSON writers (pyogrio).
+"""Atomic GeoPackage / GeoJSON writers (pyogrio, or GDAL's ``osgeo.ogr`` for small layers).
 
 pyogrio was chosen because its wheels bundle their own GDAL, so the same writer works in a
 plain venv and inside the QGIS process next to QGIS's GDAL (checked with QGIS 3.22 / GDAL 3.6),
-and it writes whole columns at once (no per-feature Python loop).
+and it writes whole columns at once (no per-feature Python loop). Its first import also
+imports pandas (0.25-0.3 s), so a small layer in a process that has not loaded pyogrio yet
+goes through ``osgeo.ogr`` when it is installed (:mod:`backend.geo.ogr_writer`).
 
 A file is first written to a temporary name in the target folder and then renamed, so a
 failed or cancelled run never leaves a partial file, and an existing file is replaced only
@@ -103,11 +105,8 @@ def write_polygons(
     out = check_output_path(path, overwrite=overwrite)
     if len(polygons) != len(records):
         raise ValueError(f"{len(polygons)} polygons but {len(records)} records")
-    try:
-        from pyogrio.raw import write
-    except ImportError as exc:  # pragma: no cover - declared dependency
-        raise DependencyError("pyogrio is missing; install it with `pip install pyogrio`") from exc
     driver = DRIVERS[out.suffix.lower()]
+    write = _choose_engine(len(polygons), driver)
     geometry = np.array(shapely.to_wkb(np.asarray(polygons, dtype=object)), dtype=object)
     fields = [name for name, _ in schema]
     field_data = [
@@ -148,6 +147,36 @@ def write_polygons(
         _remove_leftovers(tmp)
     logger.info("wrote %d polygons to %s", len(polygons), out)
     return out
+
+
+OGR_MAX_FEATURES = 5000
+"""GeoPackage layers up to this size go through ``osgeo.ogr`` while pyogrio is not loaded
+(per feature, about 25 us each; pyogrio's column write wins beyond)."""
+
+
+def _choose_engine(n_features: int, driver: str) -> Any:
+    """The ``write(path, geometry, field_data, fields, **options)`` function to use.
+
+    ``osgeo.ogr`` for a small GeoPackage while pyogrio is not loaded (GeoJSON stays with
+    pyogrio: an empty GeoJSON layer written by GDAL 3.6 loses its field list).
+    """
+    import sys
+
+    small = n_features <= OGR_MAX_FEATURES and driver == "GPKG"
+    if small and "pyogrio" not in sys.modules:
+        try:
+            from osgeo import ogr  # noqa: F401 - is GDAL's own binding installed?
+
+            from . import ogr_writer
+        except ImportError:
+            pass
+        else:
+            return ogr_writer.write_layer
+    try:
+        from pyogrio.raw import write
+    except ImportError as exc:  # pragma: no cover - declared dependency
+        raise DependencyError("pyogrio is missing; install it with `pip install pyogrio`") from exc
+    return write
 
 
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
