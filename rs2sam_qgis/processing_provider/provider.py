@@ -8,6 +8,7 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from ..i18n import tr
+from .adapt_algorithm import AdaptModelAlgorithm
 from .algorithm import SegmentByTextAlgorithm
 
 ICON = Path(__file__).resolve().parents[1] / "icons" / "segment_by_text.svg"
@@ -43,3 +44,4 @@ class Rs2SamProvider(QgsProcessingProvider):
     def loadAlgorithms(self) -> None:
         """Register the algorithms."""
         self.addAlgorithm(SegmentByTextAlgorithm())
+        self.addAlgorithm(AdaptModelAlgorithm())
