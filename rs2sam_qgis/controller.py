@@ -15,6 +15,8 @@ from .dock import SegmentDock
 from .i18n import tr
 from .layers import insert_above_raster, load_result_layer, summary
 from .log import log_error, log_info, log_warning
+from .quality_note import annotate_layer
+from .remedies import RemedyContext
 from .request import RunOutcome, SegmentRequest
 from .settings import save_settings
 from .tasks import SegmentTask
@@ -84,6 +86,7 @@ class SegmentController(QObject):
         task.cancelled.connect(self._on_cancelled)
         self.task = task  # keep a Python reference, or finished() may never run
         self.dock.set_running(True)
+        self.dock.show_quality(None, False)  # the last answer's note no longer applies
         self.dock.set_status(tr("Running '{text}'…").format(text=request.text))
         QgsApplication.taskManager().addTask(task)
         return True
@@ -176,11 +179,13 @@ class SegmentController(QObject):
         if outcome.polygons == 0:
             with contextlib.suppress(OSError):
                 os.remove(outcome.out_path)  # an empty file would only confuse
+            self._show_quality(outcome, request, "")
             message = tr(
                 "Nothing found for '{text}' above threshold {t:.2f} ({s:.1f} s). Try a lower "
                 "threshold, another extent or other words; no layer was added."
             ).format(text=request.text, t=request.threshold, s=outcome.seconds)
             notes = [tr("Note: {warning}").format(warning=w) for w in outcome.warnings]
+            notes += [outcome.quality_note] if outcome.quality_note else []
             self.dock.set_status("\n".join([message, *notes]))
             self.iface.messageBar().pushMessage(
                 self.title,
@@ -194,12 +199,16 @@ class SegmentController(QObject):
         except OSError as exc:
             self._on_failed(str(exc), "")
             return
+        annotate_layer(layer, outcome.quality_note)
         insert_above_raster(layer, request.raster_layer_id)
         self.last_layer_id = layer.id()
+        self._show_quality(outcome, request, layer.id())
         text = summary(outcome, layer.name())
         notes = [tr("Note: {warning}").format(warning=w) for w in outcome.warnings]
         if self.dock.temp_output_warning:
             notes.append(self.dock.temp_output_warning)
+        if outcome.quality_note:
+            notes.append(outcome.quality_note)
         self.dock.set_progress(100)
         self.dock.set_status("\n".join([text, *notes]))
         # one message: the result, with the warnings about it (not a stack of three)
@@ -209,6 +218,16 @@ class SegmentController(QObject):
             level=Qgis.Warning if outcome.warnings else Qgis.Success,
             duration=12 if outcome.warnings else 6,
         )
+
+    def _show_quality(self, outcome: RunOutcome, request: SegmentRequest, layer_id: str) -> None:
+        context = RemedyContext(
+            prompt=request.text,
+            concepts=outcome.concepts,
+            note=outcome.quality_note,
+            raster_layer_id=request.raster_layer_id,
+            result_layer_id=layer_id,
+        )
+        self.dock.show_quality(context, outcome.quality_weak)
 
     def _on_failed(self, message: str, details: str) -> None:
         self._finish()

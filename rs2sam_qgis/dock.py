@@ -23,11 +23,13 @@ from .dock_parts.layer_follow import LayerFollower
 from .dock_parts.model_part import DEV_MODEL_CHOICES, DEVICES, ModelPart
 from .dock_parts.options_part import OptionsPart
 from .dock_parts.output_part import OutputPart
+from .dock_parts.quality_part import QualityPart
 from .dock_parts.query_part import QueryPart
 from .dock_parts.request_builder import build_segment_request
 from .dock_parts.run_part import RunPart
 from .i18n import tr
 from .layer_input import InputProblem
+from .remedies import RemedyContext
 from .request import SegmentRequest
 from .settings import PluginSettings, remember_query
 
@@ -81,6 +83,7 @@ class SegmentDock(QgsDockWidget):
         self.model_part = ModelPart(body)
         self.output_part = OutputPart(body)
         self.run_part = RunPart(body)
+        self.quality_part = QualityPart(body)
 
     def _expose_widgets(self) -> None:
         """The parts' widgets under the dock's historical attribute names."""
@@ -119,6 +122,7 @@ class SegmentDock(QgsDockWidget):
         layout.addWidget(self.model_part.box)
         layout.addWidget(self.output_part.box)
         self.run_part.add_to(layout)
+        layout.addWidget(self.quality_part.box)
         layout.addStretch(1)
         self.scroll.setWidget(self.body)
         self.setWidget(self.scroll)
@@ -194,6 +198,11 @@ class SegmentDock(QgsDockWidget):
         """The status line under the progress bar."""
         self.status_label.setText(text)
 
+    def show_quality(self, context: RemedyContext | None, weak: bool) -> None:
+        """After a run: the quality box with the remedies when ``weak``; hidden otherwise."""
+        self.quality_part.show(context, weak)
+        self._fit_width()
+
     def set_dependency_problem(self, text: str, installable: bool = True) -> None:
         """Show ``text`` and (if ``installable``) "Install dependencies…"; "" hides the box."""
         self.deps_part.show_problem(text, installable)
@@ -213,6 +222,7 @@ class SegmentDock(QgsDockWidget):
         """Disconnect from long-lived objects (canvas); called by the plugin's ``unload``."""
         self.inputs_part.disconnect_canvas()
         self.layer_follower.disconnect()
+        self.quality_part.cleanup()
 
     # ------------------------------------------------------------------ slots
     def _update_model_info(self, *_args: object) -> None:

@@ -106,6 +106,10 @@ class RunOutcome:
             the model, words it never saw in training), one sentence each.
         prompt_used: The text the model was given (the prompt with everyday words rewritten
             to the names it was trained with, e.g. "the water" for "the lake").
+        quality_note: What the model is known to be worth on the prompt's concepts (measured
+            quality, known failures; "" when the model or the concept is not in the table).
+        quality_weak: The model is weak on them (the dock then offers the remedies).
+        concepts: The trained concepts the prompt names (lexicon keys).
     """
 
     out_path: str
@@ -116,3 +120,6 @@ class RunOutcome:
     model_name: str
     warnings: tuple[str, ...] = ()
     prompt_used: str = ""
+    quality_note: str = ""
+    quality_weak: bool = False
+    concepts: tuple[str, ...] = ()

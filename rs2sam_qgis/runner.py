@@ -21,6 +21,7 @@ from ._backend import backend_module, get_backend
 from .i18n import tr
 from .models import CACHE
 from .native_libs import isolate_native_libraries, prepare_torch_stack
+from .quality_note import note_for
 from .request import ProviderSource, RunOutcome, SegmentRequest
 
 logger = logging.getLogger(__name__)
@@ -174,6 +175,8 @@ def run_segmentation(
             **options,
         )
     polygons, areas = list(result.polygons), list(result.areas_m2)
+    prompt_used = str(getattr(result, "prompt_used", "") or request.text)
+    note, weak, concepts = note_for(segmenter, prompt_used)
     report(100.0)
     return RunOutcome(
         out_path=request.out_path,
@@ -183,7 +186,10 @@ def run_segmentation(
         load_seconds=load_seconds,
         model_name=str(getattr(segmenter, "name", "custom")),
         warnings=tuple(result.warnings),
-        prompt_used=str(getattr(result, "prompt_used", "") or request.text),
+        prompt_used=prompt_used,
+        quality_note=note,
+        quality_weak=weak,
+        concepts=concepts,
     )
 
 
