@@ -47,9 +47,11 @@ test: setup  ## the whole suite: unit tests and real-QGIS tests (offscreen), CPU
 test-fast: setup  ## unit tests only (no QGIS)
 	$(PY) -m pytest -q -m "not slow and not qgis and not desktop"
 
-lint: setup  ## ruff + bandit on the plugin
+lint: setup  ## ruff + bandit + the Qt6 checks (flake8-qgis, tools/qt6_enums.py) on the plugin
 	$(VENV)/bin/ruff check backend training rs2sam_qgis tests bench tools
 	$(VENV)/bin/bandit -q -r rs2sam_qgis backend -c .bandit.yaml
+	$(PY) -m flake8 --select=QGS1,QGS4 --extend-ignore=QGS105 rs2sam_qgis  # QGIS 4 / Qt6 (flake8-qgis)
+	$(PY) tools/qt6_enums.py rs2sam_qgis  # every short Qt5 enum name, not only flake8-qgis's list
 
 demo: setup  ## segment the bundled real GeoTIFFs with the bundled weights; writes demo_out/
 	$(PY) -m backend.demo --out demo_out

@@ -111,7 +111,9 @@ class SegmentController(QObject):
     def show_problem(self, message: str) -> None:
         """A user-fixable problem: message bar warning + status line; nothing runs."""
         self.dock.set_status(message)
-        self.iface.messageBar().pushMessage(self.title, message, level=Qgis.Warning, duration=8)
+        self.iface.messageBar().pushMessage(
+            self.title, message, level=Qgis.MessageLevel.Warning, duration=8
+        )
 
     # ------------------------------------------------------------------ private
     def refresh_dependencies(self, notify: bool = False) -> DependencyReport:
@@ -134,7 +136,7 @@ class SegmentController(QObject):
             )
         if notify and not report.ok:
             self.iface.messageBar().pushMessage(
-                self.title, self._bar_text(report), level=Qgis.Warning, duration=10
+                self.title, self._bar_text(report), level=Qgis.MessageLevel.Warning, duration=10
             )
         return report
 
@@ -158,7 +160,7 @@ class SegmentController(QObject):
         log_error(report.message())  # the full story, with the terminal commands
         self.dock.set_status(report.summary())
         self.iface.messageBar().pushMessage(
-            self.title, self._bar_text(report), level=Qgis.Critical, duration=0
+            self.title, self._bar_text(report), level=Qgis.MessageLevel.Critical, duration=0
         )
         return False
 
@@ -190,7 +192,7 @@ class SegmentController(QObject):
             self.iface.messageBar().pushMessage(
                 self.title,
                 " ".join([message, *notes]),
-                level=Qgis.Warning if notes else Qgis.Info,
+                level=Qgis.MessageLevel.Warning if notes else Qgis.MessageLevel.Info,
                 duration=8,
             )
             return
@@ -215,7 +217,7 @@ class SegmentController(QObject):
         self.iface.messageBar().pushMessage(
             self.title,
             " ".join([text, *notes[: len(outcome.warnings)]]),
-            level=Qgis.Warning if outcome.warnings else Qgis.Success,
+            level=Qgis.MessageLevel.Warning if outcome.warnings else Qgis.MessageLevel.Success,
             duration=12 if outcome.warnings else 6,
         )
 
@@ -235,11 +237,11 @@ class SegmentController(QObject):
         self.dock.set_status(tr("Failed: {message}").format(message=message))
         if details:
             self.iface.messageBar().pushMessage(
-                self.title, message, details, level=Qgis.Critical, duration=0
+                self.title, message, details, level=Qgis.MessageLevel.Critical, duration=0
             )
         else:
             self.iface.messageBar().pushMessage(
-                self.title, message, level=Qgis.Critical, duration=0
+                self.title, message, level=Qgis.MessageLevel.Critical, duration=0
             )
 
     def _on_cancelled(self) -> None:
@@ -248,7 +250,10 @@ class SegmentController(QObject):
         self.dock.set_progress(0)
         self.dock.set_status(tr("Cancelled; nothing was added."))
         self.iface.messageBar().pushMessage(
-            self.title, tr("Cancelled; nothing was added."), level=Qgis.Info, duration=5
+            self.title,
+            tr("Cancelled; nothing was added."),
+            level=Qgis.MessageLevel.Info,
+            duration=5,
         )
 
 

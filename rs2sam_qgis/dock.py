@@ -62,8 +62,9 @@ class SegmentDock(QgsDockWidget):
         self.scroll = QScrollArea(self)
         self.scroll.setObjectName("Rs2SamSegmentDockScroll")
         self.scroll.setWidgetResizable(True)
-        self.scroll.setFrameShape(QFrame.NoFrame)
-        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)  # labels wrap instead
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        # labels wrap instead
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.body = QWidget(self.scroll)
         self.body.setObjectName("Rs2SamSegmentDockBody")
         self._build_parts(settings)
@@ -129,7 +130,7 @@ class SegmentDock(QgsDockWidget):
         for combo in (self.query_combo, self.layer_combo, self.extent_combo, self.aoi_layer_combo,
                       self.dev_model_combo, self.device_combo):
             # long layer names or queries must not widen the dock beyond the screen
-            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(12)
         self._fit_width()
 

@@ -122,7 +122,7 @@ class PlanRunner(QObject):
         if self.state != INSTALLING:
             return
         self._cancel = True
-        if self.process is not None and self.process.state() != QProcess.NotRunning:
+        if self.process is not None and self.process.state() != QProcess.ProcessState.NotRunning:
             self.process.kill()
 
     # ------------------------------------------------------------------ steps
@@ -136,7 +136,7 @@ class PlanRunner(QObject):
         self._emit_progress(0.0, step.title)
         self.line.emit(f"$ {step.shell_command()}")
         process = QProcess(self)
-        process.setProcessChannelMode(QProcess.MergedChannels)
+        process.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
         process.setProcessEnvironment(self._step_environment(step))
         process.readyReadStandardOutput.connect(self._on_output)
         process.finished.connect(self._on_finished)
@@ -208,7 +208,7 @@ class PlanRunner(QObject):
         self._emit_progress(fraction, text)
 
     def _on_error(self, error: QProcess.ProcessError) -> None:
-        if error != QProcess.FailedToStart or self.plan is None:
+        if error != QProcess.ProcessError.FailedToStart or self.plan is None:
             return  # crashes and kills also emit finished()
         step = self.plan.steps[self.index]
         self._finish(
@@ -227,7 +227,7 @@ class PlanRunner(QObject):
         if self._cancel:
             self._finish(CANCELLED, tr("Cancelled; nothing was installed."))
             return
-        if exit_status != QProcess.NormalExit or exit_code != 0:
+        if exit_status != QProcess.ExitStatus.NormalExit or exit_code != 0:
             self._finish(FAILED, self._failure_message(exit_code))
             return
         self.index += 1

@@ -109,7 +109,7 @@ class InstallerDialog(QDialog):
         self.why_label.setWordWrap(True)
         self.where_label = QLabel(self)
         self.where_label.setWordWrap(True)
-        self.where_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.where_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         self.variant_combo = QComboBox(self)
         for variant in torch_variants():
@@ -127,14 +127,14 @@ class InstallerDialog(QDialog):
         self.index_label = QLabel(tr("Checking the package index…"), self)
         self.index_label.setObjectName("Rs2SamInstallerIndex")
         self.index_label.setWordWrap(True)
-        self.index_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.index_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.size_label = QLabel(self)
         self.size_label.setObjectName("Rs2SamInstallerSize")
         self.size_label.setWordWrap(True)
         self.installed_label = QLabel(self)
         self.installed_label.setObjectName("Rs2SamInstallerInstalled")
         self.installed_label.setWordWrap(True)
-        self.installed_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.installed_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.fallback_note = ""
         self.last_check: PlanCheck | None = None
         self.record: InstallRecord | None = None
@@ -142,7 +142,7 @@ class InstallerDialog(QDialog):
         self.check = BackgroundCall(self)
         self.check.done.connect(self._on_check_done)
 
-        fixed = QFontDatabase.systemFont(QFontDatabase.FixedFont)
+        fixed = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
         self.plan_view = QPlainTextEdit(self)
         self.plan_view.setObjectName("Rs2SamInstallerPlan")
         self.plan_view.setReadOnly(True)
@@ -160,7 +160,7 @@ class InstallerDialog(QDialog):
         self.status_label = QLabel(self)
         self.status_label.setObjectName("Rs2SamInstallerStatus")
         self.status_label.setWordWrap(True)
-        self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         self.install_button = QPushButton(tr("Install"), self)
         self.install_button.setObjectName("Rs2SamInstallerInstall")
@@ -171,12 +171,12 @@ class InstallerDialog(QDialog):
         self.remove_button = QPushButton(tr("Remove…"), self)
         self.remove_button.setObjectName("Rs2SamInstallerRemove")
         self.remove_button.clicked.connect(self.remove_installed)
-        buttons = QDialogButtonBox(QDialogButtonBox.Close, self)
-        buttons.addButton(self.install_button, QDialogButtonBox.ActionRole)
-        buttons.addButton(self.cancel_button, QDialogButtonBox.ActionRole)
-        buttons.addButton(self.remove_button, QDialogButtonBox.ActionRole)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
+        buttons.addButton(self.install_button, QDialogButtonBox.ButtonRole.ActionRole)
+        buttons.addButton(self.cancel_button, QDialogButtonBox.ButtonRole.ActionRole)
+        buttons.addButton(self.remove_button, QDialogButtonBox.ButtonRole.ActionRole)
         buttons.rejected.connect(self.reject)
-        self.close_button = buttons.button(QDialogButtonBox.Close)
+        self.close_button = buttons.button(QDialogButtonBox.StandardButton.Close)
 
         form = QFormLayout()
         form.addRow(tr("PyTorch build"), self.variant_combo)
@@ -255,7 +255,7 @@ class InstallerDialog(QDialog):
 
     def _ask(self, question: str) -> bool:
         answer = QMessageBox.question(self, self.windowTitle(), question)
-        return answer == QMessageBox.Yes
+        return answer == QMessageBox.StandardButton.Yes
 
     def _show_installed(self) -> None:
         self.record = read_record(self.plan.target) if self.plan is not None else None

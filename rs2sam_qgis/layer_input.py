@@ -57,7 +57,7 @@ def crs_string(crs: QgsCoordinateReferenceSystem) -> str:
     authid = crs.authid()
     if authid.upper().startswith("EPSG:"):
         return authid
-    return crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED)
+    return crs.toWkt(QgsCoordinateReferenceSystem.WktVariant.WKT_PREFERRED)
 
 
 def local_raster_path(layer: QgsRasterLayer) -> str | None:
@@ -173,7 +173,7 @@ def provider_source(
         InputProblem: Full-layer extent on a layer without a pixel size (web layers).
     """
     provider: QgsRasterDataProvider = layer.dataProvider()
-    has_size = bool(provider.capabilities() & QgsRasterDataProvider.Size)
+    has_size = bool(provider.capabilities() & QgsRasterDataProvider.Capability.Size)
     project = QgsProject.instance()
     if area.bbox is None:
         if not has_size:
@@ -205,7 +205,7 @@ def provider_source(
         extent=_rect_bounds(extent),
         width=int(width),
         height=int(height),
-        crs_wkt=layer.crs().toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED),
+        crs_wkt=layer.crs().toWkt(QgsCoordinateReferenceSystem.WktVariant.WKT_PREFERRED),
     )
 
 

@@ -10,25 +10,25 @@ LOG_TAG = "RS2-SAM"
 """Name of the plugin's tab in View > Panels > Log Messages."""
 
 _LEVELS = (
-    (logging.ERROR, Qgis.Critical),
-    (logging.WARNING, Qgis.Warning),
-    (logging.INFO, Qgis.Info),
+    (logging.ERROR, Qgis.MessageLevel.Critical),
+    (logging.WARNING, Qgis.MessageLevel.Warning),
+    (logging.INFO, Qgis.MessageLevel.Info),
 )
 
 
 def log_info(message: str) -> None:
     """Write an info line to the RS2-SAM log tab (thread-safe)."""
-    QgsMessageLog.logMessage(message, LOG_TAG, Qgis.Info)
+    QgsMessageLog.logMessage(message, LOG_TAG, Qgis.MessageLevel.Info)
 
 
 def log_warning(message: str) -> None:
     """Write a warning to the RS2-SAM log tab (thread-safe)."""
-    QgsMessageLog.logMessage(message, LOG_TAG, Qgis.Warning)
+    QgsMessageLog.logMessage(message, LOG_TAG, Qgis.MessageLevel.Warning)
 
 
 def log_error(message: str) -> None:
     """Write an error (e.g. a traceback) to the RS2-SAM log tab (thread-safe)."""
-    QgsMessageLog.logMessage(message, LOG_TAG, Qgis.Critical)
+    QgsMessageLog.logMessage(message, LOG_TAG, Qgis.MessageLevel.Critical)
 
 
 class QgsLogHandler(logging.Handler):
@@ -42,7 +42,9 @@ class QgsLogHandler(logging.Handler):
         """Write one record to the log tab."""
         try:
             message = self.format(record)
-            level = next((qlvl for lvl, qlvl in _LEVELS if record.levelno >= lvl), Qgis.Info)
+            level = next(
+                (qlvl for lvl, qlvl in _LEVELS if record.levelno >= lvl), Qgis.MessageLevel.Info
+            )
             QgsMessageLog.logMessage(message, LOG_TAG, level)
         except Exception:
             self.handleError(record)

@@ -139,7 +139,7 @@ class Rs2SamPlugin:
             self.dock = SegmentDock(
                 self.iface.mapCanvas(), load_settings(), self.iface.mainWindow()
             )
-            self.iface.addDockWidget(Qt.RightDockWidgetArea, self.dock)
+            self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
             self.controller = SegmentController(self.iface, self.dock)
             self.dock.visibilityChanged.connect(self._on_dock_visibility)
             self.dock.install_requested.connect(self.show_installer)

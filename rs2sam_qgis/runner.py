@@ -36,13 +36,13 @@ LOAD_SHARE = 10.0
 """Percent of the progress bar given to model loading."""
 
 _NUMPY_TYPES = {
-    Qgis.Byte: np.uint8,
-    Qgis.UInt16: np.uint16,
-    Qgis.Int16: np.int16,
-    Qgis.UInt32: np.uint32,
-    Qgis.Int32: np.int32,
-    Qgis.Float32: np.float32,
-    Qgis.Float64: np.float64,
+    Qgis.DataType.Byte: np.uint8,
+    Qgis.DataType.UInt16: np.uint16,
+    Qgis.DataType.Int16: np.int16,
+    Qgis.DataType.UInt32: np.uint32,
+    Qgis.DataType.Int32: np.int32,
+    Qgis.DataType.Float32: np.float32,
+    Qgis.DataType.Float64: np.float64,
 }
 
 
@@ -212,12 +212,12 @@ def read_provider_pixels(
     rect = QgsRectangle(minx, miny, maxx, maxy)
     width, height = source.width, source.height
     transform = (minx, (maxx - minx) / width, 0.0, maxy, 0.0, -(maxy - miny) / height)
-    if provider.dataType(1) in (Qgis.ARGB32, Qgis.ARGB32_Premultiplied):
+    if provider.dataType(1) in (Qgis.DataType.ARGB32, Qgis.DataType.ARGB32_Premultiplied):
         block = provider.block(1, rect, width, height)
         argb = np.frombuffer(bytes(block.data()), dtype=np.uint32).reshape(height, width)
         alpha = (argb >> 24) & 0xFF
         rgb = np.stack([(argb >> 16) & 0xFF, (argb >> 8) & 0xFF, argb & 0xFF], axis=-1)
-        if provider.dataType(1) == Qgis.ARGB32_Premultiplied:
+        if provider.dataType(1) == Qgis.DataType.ARGB32_Premultiplied:
             scale = np.where(alpha > 0, 255.0 / np.maximum(alpha, 1), 0.0)[..., None]
             rgb = np.clip(rgb * scale, 0, 255)
         valid = alpha > 0

@@ -37,7 +37,9 @@ class SegmentTask(QgsTask):
     cancelled = pyqtSignal()
 
     def __init__(self, request: SegmentRequest) -> None:
-        super().__init__(tr("Segment by text: {text}").format(text=request.text), QgsTask.CanCancel)
+        super().__init__(
+            tr("Segment by text: {text}").format(text=request.text), QgsTask.Flag.CanCancel
+        )
         self.request = request
         self.outcome: RunOutcome | None = None
         self.error_message = ""

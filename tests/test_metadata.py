@@ -52,3 +52,15 @@ def test_license_is_gpl() -> None:
     """plugins.qgis.org accepts GPL (v2 or later) compatible plugins only."""
     text = (ROOT / "LICENSE").read_text()
     assert "GNU GENERAL PUBLIC LICENSE" in text
+
+
+def test_metadata_declares_qt6_and_describes_the_installer() -> None:
+    """QGIS 4 loads the plugin (tests/qgis/test_qgis_qt6.py keeps the code clean for it), and
+    the plugin repository's text says what the plugin really does about its dependencies."""
+    general = _general()
+    assert general["supportsQt6"] == "yes"
+    assert general["qgisMaximumVersion"] == "4.99"
+    about = general["about"]
+    assert "never installs anything itself" not in about
+    assert "exact install command" not in about
+    assert "Install dependencies" in about and "only when you ask" in about

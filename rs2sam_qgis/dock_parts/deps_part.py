@@ -20,11 +20,11 @@ class DepsPart:
     def __init__(self, parent: QWidget) -> None:
         self.box = QFrame(parent)
         self.box.setObjectName("Rs2SamDepsBox")
-        self.box.setFrameShape(QFrame.StyledPanel)
+        self.box.setFrameShape(QFrame.Shape.StyledPanel)
         self.label = QLabel(self.box)
         self.label.setObjectName("Rs2SamDepsLabel")
         self.label.setWordWrap(True)
-        self.label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.install_button = QPushButton(tr("Install dependencies…"), self.box)
         self.install_button.setObjectName("Rs2SamInstallButton")
         layout = QVBoxLayout(self.box)

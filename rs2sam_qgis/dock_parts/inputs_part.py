@@ -25,7 +25,7 @@ class InputsPart:
     def __init__(self, parent: QWidget, canvas: QgsMapCanvas) -> None:
         self.canvas = canvas
         self.layer_combo = QgsMapLayerComboBox(parent)
-        self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        self.layer_combo.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
         self.layer_combo.setAllowEmptyLayer(True)
         self.layer_combo.setToolTip(tr("The raster to segment (defaults to the active layer)."))
 
@@ -35,7 +35,7 @@ class InputsPart:
         self.extent_combo.addItem(tr("Selected polygon(s) of a layer"), "selection")
         self.aoi_label = QLabel(tr("Polygon layer"), parent)
         self.aoi_layer_combo = QgsMapLayerComboBox(parent)
-        self.aoi_layer_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        self.aoi_layer_combo.setFilters(QgsMapLayerProxyModel.Filter.PolygonLayer)
         self.aoi_layer_combo.setToolTip(tr("Polygon layer whose selected features set the area."))
         self.extent_combo.currentIndexChanged.connect(self.update_extent_widgets)
         self.extent_info = QLabel(parent)

@@ -24,7 +24,7 @@ class OutputPart:
         self.box = QgsCollapsibleGroupBox(tr("Output"), parent)
         self.box.setObjectName("Rs2SamOutputGroup")
         self.output_dir_widget = QgsFileWidget(self.box)
-        self.output_dir_widget.setStorageMode(QgsFileWidget.GetDirectory)
+        self.output_dir_widget.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.output_dir_widget.lineEdit().setPlaceholderText(
             tr("Next to the project file (unsaved project: temporary layer)")
         )

@@ -17,7 +17,7 @@ class QueryPart:
     def __init__(self, parent: QWidget, recent_queries: list[str]) -> None:
         self.combo = QComboBox(parent)
         self.combo.setEditable(True)
-        self.combo.setInsertPolicy(QComboBox.NoInsert)
+        self.combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
         self.combo.addItems(recent_queries)
         self.combo.setCurrentIndex(-1)
         self.combo.lineEdit().setPlaceholderText(tr("e.g. the storage tanks next to the harbor"))

@@ -44,8 +44,8 @@ class RunPart:
         self.status_label = QLabel(tr("Ready."), parent)
         self.status_label.setObjectName("Rs2SamStatus")
         self.status_label.setWordWrap(True)
-        self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        self.status_label.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Minimum)
+        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.status_label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
 
     def add_to(self, layout: QVBoxLayout) -> None:
         """Add the buttons, the progress bar and the status line to the dock's layout."""

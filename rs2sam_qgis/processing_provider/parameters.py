@@ -57,7 +57,7 @@ def segment_parameters(
         QgsProcessingParameterFeatureSource(
             ids.AOI,
             tr("Area of interest polygons (optional; only pixels inside become polygons)"),
-            [QgsProcessing.TypeVectorPolygon],
+            [QgsProcessing.SourceType.TypeVectorPolygon],
             None,
             True,
         )
@@ -66,7 +66,7 @@ def segment_parameters(
         QgsProcessingParameterFile(
             ids.CHECKPOINT,
             tr("Checkpoint (.safetensors; empty = bundled weights)"),
-            QgsProcessingParameterFile.File,
+            QgsProcessingParameterFile.Behavior.File,
             "",
             None,
             True,
@@ -77,7 +77,7 @@ def segment_parameters(
         QgsProcessingParameterNumber(
             ids.THRESHOLD,
             tr("Threshold"),
-            QgsProcessingParameterNumber.Double,
+            QgsProcessingParameterNumber.Type.Double,
             0.5,
             True,  # optional: 0.5 when not set (models, qgis_process)
             0.01,
@@ -88,7 +88,7 @@ def segment_parameters(
         QgsProcessingParameterNumber(
             ids.MIN_AREA,
             tr("Minimum polygon area (m²)"),
-            QgsProcessingParameterNumber.Double,
+            QgsProcessingParameterNumber.Type.Double,
             0.0,
             True,
             0.0,
@@ -98,7 +98,7 @@ def segment_parameters(
         QgsProcessingParameterNumber(
             ids.GSD,
             tr("Working resolution (m/px; 0 = the model's own)"),
-            QgsProcessingParameterNumber.Double,
+            QgsProcessingParameterNumber.Type.Double,
             0.0,
             True,
             0.0,
@@ -112,23 +112,23 @@ def segment_parameters(
     threads = QgsProcessingParameterNumber(
         ids.THREADS,
         tr("CPU threads"),
-        QgsProcessingParameterNumber.Integer,
+        QgsProcessingParameterNumber.Type.Integer,
         default_threads(),
         True,
         1,
         256,
     )
-    threads.setFlags(threads.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    threads.setFlags(threads.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
     params.append(threads)
     pixel = QgsProcessingParameterNumber(
         ids.PIXEL_SIZE,
         tr("Read resolution for web layers (layer CRS units; 0 = native)"),
-        QgsProcessingParameterNumber.Double,
+        QgsProcessingParameterNumber.Type.Double,
         0.0,
         True,
         0.0,
     )
-    pixel.setFlags(pixel.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    pixel.setFlags(pixel.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
     params.append(pixel)
     large = QgsProcessingParameterBoolean(
         ids.ALLOW_LARGE,
@@ -136,18 +136,18 @@ def segment_parameters(
         False,
         True,
     )
-    large.setFlags(large.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    large.setFlags(large.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
     params.append(large)
     # Hidden developer parameter: random-init registry config ("test-tiny") or a stand-in
     # ("standin:red") for tests and CI without weights. Not shown in any dialog.
     dev = QgsProcessingParameterString(
         ids.MODEL_CONFIG, tr("Developer model (random init / stand-in)"), "", False, True
     )
-    dev.setFlags(dev.flags() | QgsProcessingParameterDefinition.FlagHidden)
+    dev.setFlags(dev.flags() | QgsProcessingParameterDefinition.Flag.FlagHidden)
     params.append(dev)
     params.append(
         QgsProcessingParameterVectorDestination(
-            ids.OUTPUT, tr("Segmented polygons"), QgsProcessing.TypeVectorPolygon
+            ids.OUTPUT, tr("Segmented polygons"), QgsProcessing.SourceType.TypeVectorPolygon
         )
     )
     outputs.append(QgsProcessingOutputNumber(ids.POLYGONS, tr("Number of polygons")))
