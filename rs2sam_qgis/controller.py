@@ -188,6 +188,9 @@ class SegmentController(QObject):
             ).format(text=request.text, t=request.threshold, s=outcome.seconds)
             notes = [tr("Note: {warning}").format(warning=w) for w in outcome.warnings]
             notes += [outcome.quality_note] if outcome.quality_note else []
+            if outcome.min_area_text:
+                notes.append(tr("Kept: polygons above the {what}.").format(
+                    what=outcome.min_area_text))
             self.dock.set_status("\n".join([message, *notes]))
             self.iface.messageBar().pushMessage(
                 self.title,
@@ -211,6 +214,8 @@ class SegmentController(QObject):
             notes.append(self.dock.temp_output_warning)
         if outcome.quality_note:
             notes.append(outcome.quality_note)
+        if outcome.min_area_text:
+            notes.append(tr("Kept: polygons above the {what}.").format(what=outcome.min_area_text))
         self.dock.set_progress(100)
         self.dock.set_status("\n".join([text, *notes]))
         # one message: the result, with the warnings about it (not a stack of three)

@@ -28,6 +28,11 @@ def note_for(segmenter: Any, prompt_used: str) -> tuple[str, bool, tuple[str, ..
     return str(note.text), bool(note.weak), tuple(concepts)
 
 
+def note_concepts(text: str) -> tuple[str, ...]:
+    """The trained concepts ``text`` names (synonyms included; lexicon keys)."""
+    return tuple(backend_module("quality").concepts_in(text))
+
+
 def annotate_layer(layer: Any, note: str) -> None:
     """Put the note into the result layer: a custom property and its metadata abstract."""
     if not note:

@@ -54,7 +54,8 @@ class SegmentRequest:
         bbox: Area to segment in ``bbox_crs``; None = whole raster (file sources only).
         bbox_crs: CRS of ``bbox`` as an auth id (``"EPSG:3857"``) or WKT; the backend transforms.
         threshold: Probability threshold in ``[0, 1]``.
-        min_area_m2: Drop polygons smaller than this ground area.
+        min_area_m2: Drop polygons smaller than this ground area; -1 = Auto (25 pixels at the
+            working resolution, :mod:`.min_area`).
         model: Which model.
         device: Torch device string.
         threads: Torch CPU threads.
@@ -110,6 +111,7 @@ class RunOutcome:
             quality, known failures; "" when the model or the concept is not in the table).
         quality_weak: The model is weak on them (the dock then offers the remedies).
         concepts: The trained concepts the prompt names (lexicon keys).
+        min_area_text: The minimum area used, in words ("minimum area 25 m² (Auto: ...)").
     """
 
     out_path: str
@@ -123,3 +125,4 @@ class RunOutcome:
     quality_note: str = ""
     quality_weak: bool = False
     concepts: tuple[str, ...] = ()
+    min_area_text: str = ""

@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 from qgis.core import Qgis, QgsRectangle
 
+from . import min_area
 from ._backend import backend_module, get_backend
 from .i18n import tr
 from .models import CACHE
 from .native_libs import isolate_native_libraries, prepare_torch_stack
-from .quality_note import note_for
+from .quality_note import note_concepts, note_for
 from .request import ProviderSource, RunOutcome, SegmentRequest
 
 logger = logging.getLogger(__name__)
@@ -150,11 +151,13 @@ def run_segmentation(
     def backend_progress(percent: float) -> None:
         report(LOAD_SHARE + (100.0 - LOAD_SHARE) * max(0.0, min(100.0, percent)) / 100.0)
 
+    gsd = min_area.working_gsd(request.gsd_m, segmenter, note_concepts(request.text))
+    min_area_m2, min_area_text = min_area.resolve(request.min_area_m2, gsd)
     options: dict[str, Any] = {
         "segmenter": segmenter,
         "out_path": request.out_path,
         "threshold": request.threshold,
-        "min_area_m2": request.min_area_m2,
+        "min_area_m2": min_area_m2,
         "gsd_m": "auto" if request.gsd_m is None else request.gsd_m,
         "progress": backend_progress,
         "is_cancelled": cancelled,
@@ -190,6 +193,7 @@ def run_segmentation(
         quality_note=note,
         quality_weak=weak,
         concepts=concepts,
+        min_area_text=min_area_text,
     )
 
 

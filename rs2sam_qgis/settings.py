@@ -26,7 +26,8 @@ class PluginSettings:
     Attributes:
         recent_queries: Most recent first, at most :data:`MAX_RECENT_QUERIES`.
         threshold: Probability threshold in ``[0, 1]``.
-        min_area_m2: Polygons smaller than this ground area (m²) are dropped.
+        min_area_m2: Polygons smaller than this ground area (m²) are dropped; -1 = Auto
+            (:mod:`.min_area`: 25 pixels at the working resolution).
         gsd_m: Working ground resolution in m/px; 0 = the model's own.
         checkpoint: Path of a ``.safetensors`` checkpoint; "" = the bundled default weights.
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` | ``mps``.
@@ -40,7 +41,7 @@ class PluginSettings:
 
     recent_queries: list[str] = field(default_factory=list)
     threshold: float = 0.5
-    min_area_m2: float = 0.0
+    min_area_m2: float = -1.0
     gsd_m: float = 0.0
     checkpoint: str = ""
     device: str = "auto"

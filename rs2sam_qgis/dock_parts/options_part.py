@@ -8,6 +8,7 @@ from qgis.gui import QgsDoubleSpinBox
 from qgis.PyQt.QtWidgets import QFormLayout, QWidget
 
 from ..i18n import tr
+from ..min_area import AUTO, AUTO_PIXELS
 from ..settings import PluginSettings
 
 
@@ -28,11 +29,21 @@ class OptionsPart:
         self.threshold_spin.setClearValue(0.5)
         self.threshold_spin.setToolTip(tr("Pixels with a probability above this are kept."))
         self.min_area_spin = QgsDoubleSpinBox(parent)
-        self.min_area_spin.setRange(0.0, 1e9)
+        self.min_area_spin.setObjectName("Rs2SamMinAreaSpin")
+        self.min_area_spin.setRange(AUTO, 1e9)
         self.min_area_spin.setDecimals(1)
         self.min_area_spin.setSuffix(" m²")
-        self.min_area_spin.setClearValue(0.0)
-        self.min_area_spin.setToolTip(tr("Polygons with a smaller ground area are dropped."))
+        self.min_area_spin.setSpecialValueText(
+            tr("Auto: {n} px at the working resolution").format(n=AUTO_PIXELS)
+        )
+        self.min_area_spin.setClearValue(AUTO)
+        self.min_area_spin.setToolTip(
+            tr(
+                "Polygons with a smaller ground area are dropped. Auto = {n} pixels at the "
+                "working resolution ({n} m² at 1 m/px, {v:g} m² at 0.25 m/px); the status "
+                "line says the value used. 0 keeps everything."
+            ).format(n=AUTO_PIXELS, v=AUTO_PIXELS * 0.0625)
+        )
         self.gsd_spin = QgsDoubleSpinBox(parent)
         self.gsd_spin.setObjectName("Rs2SamGsdSpin")
         self.gsd_spin.setRange(0.0, 1000.0)
