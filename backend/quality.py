@@ -74,7 +74,11 @@ def concepts_in(text: str) -> tuple[str, ...]:
 
 
 def _label(concept: str) -> str:
-    return concept.replace("_", " ")
+    """The concept's trained plural name ("bare land", "storage tanks")."""
+    from .text.lexicon import load_lexicon
+
+    info = load_lexicon().concepts.get(concept)
+    return str(info["pl"]) if info else concept.replace("_", " ")
 
 
 def concept_note(

@@ -34,7 +34,7 @@ def test_strong_concept_gets_its_numbers_and_is_not_weak() -> None:
     note = concept_note("abc", ["building"], TABLE)
     assert note is not None and not note.weak
     assert note.text == (
-        "The bundled model on 'building': mIoU 61.2 measured on the dubai val split "
+        "The bundled model on 'buildings': mIoU 61.2 measured on the dubai val split "
         "(n=120 expressions naming it)."
     )
 
