@@ -187,11 +187,11 @@ class SegmentController(QObject):
                 "threshold, another extent or other words; no layer was added."
             ).format(text=request.text, t=request.threshold, s=outcome.seconds)
             notes = [tr("Note: {warning}").format(warning=w) for w in outcome.warnings]
-            notes += [outcome.quality_note] if outcome.quality_note else []
+            extra = [outcome.quality_note] if outcome.quality_note else []
             if outcome.min_area_text:
-                notes.append(tr("Kept: polygons above the {what}.").format(
+                extra.append(tr("Kept: polygons above the {what}.").format(
                     what=outcome.min_area_text))
-            self.dock.set_status("\n".join([message, *notes]))
+            self.dock.set_status("\n".join([message, *notes, *extra]))
             self.iface.messageBar().pushMessage(
                 self.title,
                 " ".join([message, *notes]),
