@@ -44,12 +44,14 @@ class SegmentDock(QgsDockWidget):
         invalid_input(str): Run was clicked but an input is missing or wrong.
         cancel_requested(): Cancel was clicked.
         install_requested(): "Install dependencies…" was clicked.
+        models_requested(): "Models…" was clicked.
     """
 
     segment_requested = pyqtSignal(object)
     invalid_input = pyqtSignal(str)
     cancel_requested = pyqtSignal()
     install_requested = pyqtSignal()
+    models_requested = pyqtSignal()
 
     def __init__(
         self, canvas: QgsMapCanvas, settings: PluginSettings, parent: QWidget | None = None
@@ -136,6 +138,7 @@ class SegmentDock(QgsDockWidget):
 
     def _connect(self) -> None:
         self.deps_part.install_button.clicked.connect(self.install_requested)
+        self.model_part.models_button.clicked.connect(self.models_requested)
         self.query_part.combo.lineEdit().returnPressed.connect(self._on_run_clicked)
         self.model_part.checkpoint_widget.fileChanged.connect(self._update_model_info)
         self.model_part.dev_model_combo.currentIndexChanged.connect(self._update_model_info)

@@ -16,6 +16,7 @@ from .log import install_log_bridge, remove_log_bridge
 ICON = Path(__file__).resolve().parent / "icons" / "segment_by_text.svg"
 ACTION_NAME = "Rs2SamSegmentByTextAction"
 INSTALL_ACTION_NAME = "Rs2SamInstallDependenciesAction"
+MODELS_ACTION_NAME = "Rs2SamModelsAction"
 TOOLBAR_NAME = "Rs2SamToolbar"
 DOCK_OPEN_KEY = "rs2sam/dock_open"
 """QgsSettings key: the dock was open when QGIS last closed (it is shown again at start)."""
@@ -36,6 +37,8 @@ class Rs2SamPlugin:
         self.install_action: QAction | None = None
         self.toolbar: QToolBar | None = None
         self.installer: Any = None
+        self.models_action: QAction | None = None
+        self.models_dialog: Any = None
         self.dock: Any = None
         self.controller: Any = None
         self.menu_name = ""
@@ -78,6 +81,12 @@ class Rs2SamPlugin:
         install.triggered.connect(self.show_installer)
         self.iface.addPluginToRasterMenu(self.menu_name, install)
         self.install_action = install
+        models = QAction(tr("Models…"), self.iface.mainWindow())
+        models.setObjectName(MODELS_ACTION_NAME)
+        models.setToolTip(tr("Get the published RS2-SAM 2 model, import a folder, remove"))
+        models.triggered.connect(self.show_models)
+        self.iface.addPluginToRasterMenu(self.menu_name, models)
+        self.models_action = models
         starting = not self.iface.mainWindow().isVisible()  # QGIS start-up, not a reload
         if starting and QgsSettings().value(DOCK_OPEN_KEY, False, type=bool):
             self.show_dock()  # before QGIS restores the window state: it returns to its place
@@ -90,6 +99,17 @@ class Rs2SamPlugin:
             self.installer.setParent(None)
             self.installer.deleteLater()
             self.installer = None
+        if self.models_dialog is not None:
+            self.models_dialog.cancel()  # a running get stops; nothing is imported
+            self.models_dialog.close()
+            self.models_dialog.deleteLater()
+            self.models_dialog = None
+        if self.models_action is not None:
+            self.models_action.triggered.disconnect(self.show_models)
+            self.iface.removePluginRasterMenu(self.menu_name, self.models_action)
+            self.models_action.setParent(None)
+            self.models_action.deleteLater()
+            self.models_action = None
         if self.install_action is not None:
             self.install_action.triggered.disconnect(self.show_installer)
             self.iface.removePluginRasterMenu(self.menu_name, self.install_action)
@@ -143,6 +163,7 @@ class Rs2SamPlugin:
             self.controller = SegmentController(self.iface, self.dock)
             self.dock.visibilityChanged.connect(self._on_dock_visibility)
             self.dock.install_requested.connect(self.show_installer)
+            self.dock.models_requested.connect(self.show_models)
             self.controller.refresh_dependencies(notify=True)
         self.dock.select_active_layer(self.iface.activeLayer())
         self.dock.show()
@@ -168,6 +189,25 @@ class Rs2SamPlugin:
         self.installer.show()
         self.installer.raise_()
         return self.installer
+
+    # ------------------------------------------------------------------ models
+    def show_models(self, *_args: object) -> Any:
+        """Open the model manager (one at a time) and return it."""
+        from .models_dialog import ModelsDialog
+
+        if self.models_dialog is None:
+            self.models_dialog = ModelsDialog(
+                self.iface.mainWindow(), message_bar=self.iface.messageBar()
+            )
+            self.models_dialog.model_chosen.connect(self._on_model_chosen)
+        self.models_dialog.refresh()
+        self.models_dialog.show()
+        self.models_dialog.raise_()
+        return self.models_dialog
+
+    def _on_model_chosen(self, checkpoint: str) -> None:
+        if self.dock is not None:
+            self.dock.checkpoint_widget.setFilePath(checkpoint)
 
     def _on_install_state(self, state: str) -> None:
         from .installer import DONE

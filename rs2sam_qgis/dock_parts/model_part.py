@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from qgis.gui import QgsCollapsibleGroupBox, QgsFileWidget
-from qgis.PyQt.QtWidgets import QComboBox, QFormLayout, QLabel, QSpinBox, QWidget
+from qgis.PyQt.QtWidgets import QComboBox, QFormLayout, QLabel, QPushButton, QSpinBox, QWidget
 
 from ..i18n import tr
 from ..settings import PluginSettings
@@ -23,6 +23,7 @@ class ModelPart:
         box: The collapsible group (add it to the dock's layout).
         checkpoint_widget: A ``.safetensors`` file; empty = the bundled weights.
         model_info: One line on the weights that will run.
+        models_button: Opens the model manager ("Models…").
         dev_model_label, dev_model_combo: Developer models (hidden unless switched on).
         device_combo: ``auto``, ``cpu``, ``cuda``, ``mps`` or any typed device (``cuda:1``).
         threads_spin: CPU threads for the model.
@@ -55,6 +56,10 @@ class ModelPart:
         self.form = QFormLayout(self.box)
         self.form.addRow(tr("Checkpoint"), self.checkpoint_widget)
         self.form.addRow("", self.model_info)
+        self.models_button = QPushButton(tr("Models…"), self.box)
+        self.models_button.setObjectName("Rs2SamModelsButton")
+        self.models_button.setToolTip(tr("Get the published RS2-SAM 2 model, import or remove"))
+        self.form.addRow("", self.models_button)
         self.form.addRow(self.dev_model_label, self.dev_model_combo)
         self.form.addRow(tr("Device"), self.device_combo)
         self.form.addRow(tr("Threads"), self.threads_spin)
@@ -101,9 +106,7 @@ class ModelPart:
         """
         if dev_model:
             self.model_info.setText(
-                tr("<b>Developer model {name}</b>: results are meaningless.").format(
-                    name=dev_model
-                )
+                tr("<b>Developer model {name}</b>: results are meaningless.").format(name=dev_model)
             )
             return
         path = self.checkpoint_widget.filePath().strip()

@@ -74,6 +74,7 @@ def test_init_gui_then_unload_leaves_nothing_behind_twice(qgis_iface, clean_proj
         _flush_deletes()
         assert main.findChildren(QAction, ACTION_NAME) == [], f"cycle {cycle}: action left"
         assert main.findChildren(QAction, INSTALL_ACTION_NAME) == []
+        assert main.findChildren(QAction, "Rs2SamModelsAction") == []
         assert main.findChildren(QToolBar, TOOLBAR_NAME) == [], f"cycle {cycle}: toolbar"
         assert main.findChildren(QDockWidget, "Rs2SamSegmentDock") == [], f"cycle {cycle}: dock"
         assert registry.providerById("rs2sam") is None
@@ -87,8 +88,8 @@ def test_init_gui_then_unload_leaves_nothing_behind_twice(qgis_iface, clean_proj
     # every menu/toolbar addition was undone with the same (menu, action)
     added = [c.args for c in qgis_iface.addPluginToRasterMenu.call_args_list]
     removed = [c.args for c in qgis_iface.removePluginRasterMenu.call_args_list]
-    # per cycle: "Segment by text" and "Install dependencies…"
-    assert len(added) == 4 and sorted(added, key=repr) == sorted(removed, key=repr)
+    # per cycle: "Segment by text", "Install dependencies…" and "Models…"
+    assert len(added) == 6 and sorted(added, key=repr) == sorted(removed, key=repr)
     assert qgis_iface.addRasterToolBarIcon.call_args_list == []  # own toolbar instead
 
 
