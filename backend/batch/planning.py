@@ -79,12 +79,13 @@ def make_out_dir(out_dir: Path) -> bool:
     Raises:
         OutputError: It cannot be created or written (a created folder is removed again).
     """
-    created = not out_dir.exists()
-    if created:
-        try:
-            out_dir.mkdir()
-        except OSError as exc:
-            raise OutputError(f"cannot create the output folder {str(out_dir)!r} ({exc})") from exc
+    try:
+        out_dir.mkdir()
+        created = True
+    except FileExistsError:  # there already (or a second job made it just now)
+        created = False
+    except OSError as exc:
+        raise OutputError(f"cannot create the output folder {str(out_dir)!r} ({exc})") from exc
     probe = out_dir / f".rs2sam_write_test_{os.getpid()}"
     try:
         probe.write_bytes(b"")
