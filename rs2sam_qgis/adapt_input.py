@@ -154,9 +154,21 @@ def run_job(job: AdaptJob, progress: Callable[[str, float, str], None],
     """
     import shutil
 
-    spec_module = training_module("adapt.spec")
-    engine = training_module("adapt.engine")
+    from .runner import call_on_backend_thread
+
     try:
-        return engine.adapt(spec_module.AdaptSpec(**job.spec), progress, is_cancelled)
+        return call_on_backend_thread(_adapt, job, progress, is_cancelled)
     finally:
         shutil.rmtree(job.tmp_dir, ignore_errors=True)
+
+
+def _adapt(job: AdaptJob, progress: Callable[[str, float, str], None],
+           is_cancelled: Callable[[], bool]) -> Any:
+    """Backend thread: native libraries isolated as for a segmentation, then the engine."""
+    from .native_libs import isolate_native_libraries, prepare_torch_stack
+
+    isolate_native_libraries()
+    prepare_torch_stack()
+    spec_module = training_module("adapt.spec")
+    engine = training_module("adapt.engine")
+    return engine.adapt(spec_module.AdaptSpec(**job.spec), progress, is_cancelled)

@@ -27,6 +27,7 @@ from .dock_parts.quality_part import QualityPart
 from .dock_parts.query_part import QueryPart
 from .dock_parts.request_builder import build_segment_request
 from .dock_parts.run_part import RunPart
+from .dock_parts.teach_part import TeachPart
 from .i18n import tr
 from .layer_input import InputProblem
 from .remedies import RemedyContext
@@ -76,6 +77,7 @@ class SegmentDock(QgsDockWidget):
         self.apply_settings(settings)
         self.inputs_part.connect_canvas()
         self.layer_follower = LayerFollower(self.layer_combo)
+        self.teach_part = TeachPart(self)  # "Teach from these features" beside Run/Cancel
 
     def _build_parts(self, settings: PluginSettings) -> None:
         body = self.body

@@ -69,14 +69,22 @@ def run_on_backend_thread(
 
     Called on the main thread (``qgis_process``, ``processing.run`` in scripts) it runs inline.
     """
+    return call_on_backend_thread(run_segmentation, request, progress, is_cancelled, stage)
+
+
+def call_on_backend_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` on the plugin's one backend thread (inline on the main thread); waits.
+
+    See :func:`run_on_backend_thread` for why; the adaptation engine runs there too.
+    """
     if threading.current_thread() is threading.main_thread():
-        return run_segmentation(request, progress, is_cancelled, stage)
+        return fn(*args)
     with _executor_lock:
         executor = _executor.get("pool")
         if executor is None:
             executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rs2sam-backend")
             _executor["pool"] = executor
-    return executor.submit(run_segmentation, request, progress, is_cancelled, stage).result()
+    return executor.submit(fn, *args).result()
 
 
 def shutdown_backend_thread() -> None:
