@@ -82,9 +82,9 @@ def write_polygons(path: str, features: Iterable[QgsFeature], crs: QgsCoordinate
         fields.append(QgsField(TEXT_FIELD, QVariant.String))
     options = QgsVectorFileWriter.SaveVectorOptions()
     options.driverName = "GPKG"
-    writer = QgsVectorFileWriter.create(path, fields, QgsWkbTypes.MultiPolygon, crs,
+    writer = QgsVectorFileWriter.create(path, fields, QgsWkbTypes.Type.MultiPolygon, crs,
                                         QgsCoordinateTransformContext(), options)
-    if writer.hasError() != QgsVectorFileWriter.NoError:
+    if writer.hasError() != QgsVectorFileWriter.WriterError.NoError:
         raise AdaptInputProblem(writer.errorMessage())
     n = 0
     for feature in features:

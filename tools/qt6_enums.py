@@ -42,8 +42,17 @@ def _resolve(module: str, name: str) -> Any:
         return None
 
 
+KEPT_BY_QGIS = frozenset({"QVariant"})
+"""Classes whose short names QGIS keeps working on Qt6 builds: it patches ``QVariant.Int`` etc.
+back in as their ``QMetaType.Type`` equivalents, and the ``QMetaType`` spelling needs QGIS 3.38
+(``QgsField(name, QMetaType.Type.QString)``), so QGIS's own migration script leaves them alone
+when the code must keep running on QGIS 3."""
+
+
 def scoped_name(owner: Any, owner_name: str, attr: str) -> str | None:
     """``Owner.Enum.attr`` when ``owner.attr`` is a member of an enum nested in ``owner``."""
+    if getattr(owner, "__name__", owner_name) in KEPT_BY_QGIS:
+        return None
     member = getattr(owner, attr, None)
     if member is None or isinstance(member, type) or type(member) in (int, bool, str, float):
         return None

@@ -111,35 +111,36 @@ class AdaptModelAlgorithm(QgsProcessingAlgorithm):
         """Declare the parameters and outputs."""
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.INPUT, tr("Raster layer(s) the examples are drawn on"),
-            QgsProcessing.TypeRaster))
+            QgsProcessing.SourceType.TypeRaster))
         self.addParameter(QgsProcessingParameterFeatureSource(
-            self.EXAMPLES, tr("Example polygons"), [QgsProcessing.TypeVectorPolygon]))
+            self.EXAMPLES, tr("Example polygons"), [QgsProcessing.SourceType.TypeVectorPolygon]))
         self.addParameter(QgsProcessingParameterString(
             self.TEXT, tr("Text the examples show (e.g. water)"), "", False, True))
         self.addParameter(QgsProcessingParameterField(
             self.TEXT_FIELD, tr("…or the attribute with each example's text"), None,
-            self.EXAMPLES, QgsProcessingParameterField.String, False, True))
+            self.EXAMPLES, QgsProcessingParameterField.DataType.String, False, True))
         self.addParameter(QgsProcessingParameterFeatureSource(
             self.LABELLED_AREA, tr("Fully labelled area (optional)"),
-            [QgsProcessing.TypeVectorPolygon], None, True))
+            [QgsProcessing.SourceType.TypeVectorPolygon], None, True))
         self.addParameter(QgsProcessingParameterFile(
             self.BASE, tr("Base checkpoint (empty = bundled weights)"),
-            QgsProcessingParameterFile.File, "safetensors", None, True))
+            QgsProcessingParameterFile.Behavior.File, "safetensors", None, True))
         self.addParameter(QgsProcessingParameterNumber(
-            self.MINUTES, tr("Time budget (minutes)"), QgsProcessingParameterNumber.Double,
+            self.MINUTES, tr("Time budget (minutes)"), QgsProcessingParameterNumber.Type.Double,
             5.0, False, 0.0, 600.0))
         threads = QgsProcessingParameterNumber(
-            self.THREADS, tr("CPU threads"), QgsProcessingParameterNumber.Integer,
+            self.THREADS, tr("CPU threads"), QgsProcessingParameterNumber.Type.Integer,
             default_threads(), False, 1, 256)
-        threads.setFlags(threads.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        threads.setFlags(threads.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
         self.addParameter(threads)
         for pid, label, kind in ((self.MODEL_CONFIG, "Developer base model (random init)", 0),
                                  (self.MAX_STEPS, "Developer step limit", 1)):
             param: QgsProcessingParameterDefinition = (
                 QgsProcessingParameterString(pid, tr(label), "", False, True) if kind == 0 else
-                QgsProcessingParameterNumber(pid, tr(label), QgsProcessingParameterNumber.Integer,
-                                             0, True, 0))
-            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagHidden)
+                QgsProcessingParameterNumber(
+                    pid, tr(label), QgsProcessingParameterNumber.Type.Integer, 0, True, 0
+                ))
+            param.setFlags(param.flags() | QgsProcessingParameterDefinition.Flag.FlagHidden)
             self.addParameter(param)
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT, tr("Adapted model"), tr("Checkpoints (*.safetensors)")))
