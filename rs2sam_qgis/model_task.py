@@ -38,7 +38,7 @@ class ModelJobTask(QgsTask):
     cancelled = pyqtSignal()
 
     def __init__(self, description: str, job: Job) -> None:
-        super().__init__(description, QgsTask.CanCancel)
+        super().__init__(description, QgsTask.Flag.CanCancel)
         self.job = job
         self.value: Any = None
         self.error_message = ""

@@ -329,7 +329,9 @@ class ModelsDialog(QDialog):
         log_error(message + ("\n" + details if details else ""))
         self.status.setText(tr("Failed: {message}").format(message=message))
         if self.message_bar is not None:
-            self.message_bar.pushMessage(tr("Models"), message, level=Qgis.Critical, duration=0)
+            self.message_bar.pushMessage(
+                tr("Models"), message, level=Qgis.MessageLevel.Critical, duration=0
+            )
         self.refresh()
 
     def _ask_licence(self, label: str, text: str) -> bool:
