@@ -45,7 +45,7 @@ class AdaptTask(QgsTask):
     cancelled = pyqtSignal()
 
     def __init__(self, job: AdaptJob, text: str) -> None:
-        super().__init__(tr("Teach: {text}").format(text=text), QgsTask.CanCancel)
+        super().__init__(tr("Teach: {text}").format(text=text), QgsTask.Flag.CanCancel)
         self.job = job
         self.result: Any = None
         self.error = ("", "")
@@ -135,7 +135,7 @@ class TeachPart(QObject):
                                        "then click Teach."))
         layer = self.iface.activeLayer()
         if not isinstance(layer, QgsVectorLayer) or \
-                layer.geometryType() != QgsWkbTypes.PolygonGeometry:
+                layer.geometryType() != QgsWkbTypes.GeometryType.PolygonGeometry:
             raise AdaptInputProblem(tr("Make a polygon layer with your example features the "
                                        "active layer (select some, or all are used)."))
         raster = self.dock.layer_combo.currentLayer()
@@ -157,12 +157,14 @@ class TeachPart(QObject):
     def start(self) -> None:
         """Start an adaptation (refused while one or a segmentation runs)."""
         if self.task is not None or not self.dock.run_button.isEnabled():
-            self._bar(tr("A run is in progress; wait for it or cancel it."), Qgis.Warning)
+            self._bar(
+                tr("A run is in progress; wait for it or cancel it."), Qgis.MessageLevel.Warning
+            )
             return
         try:
             job, text = self.build_job()
         except AdaptInputProblem as exc:
-            self._bar(str(exc), Qgis.Warning)
+            self._bar(str(exc), Qgis.MessageLevel.Warning)
             return
         task = AdaptTask(job, text)
         task.progressChanged.connect(self.dock.set_progress)
@@ -196,17 +198,17 @@ class TeachPart(QObject):
         log_info(f"teach: {result.summary()} -> {result.out_path}")
         for note in result.notes:
             log_info(f"teach: note: {note}")
-        self._bar(text, Qgis.Success, 15)
+        self._bar(text, Qgis.MessageLevel.Success, 15)
 
     def _on_failed(self, message: str, details: str) -> None:
         self._done()
         if details:
             log_error(details)
-        self._bar(message, Qgis.Critical)
+        self._bar(message, Qgis.MessageLevel.Critical)
 
     def _on_cancelled(self) -> None:
         self._done()
-        self._bar(tr("Teaching cancelled; no model was written."), Qgis.Info, 5)
+        self._bar(tr("Teaching cancelled; no model was written."), Qgis.MessageLevel.Info, 5)
 
 
 def _output_path(raster: str, text: str) -> Path:
