@@ -56,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--max-samples", type=int, default=0, help="fixed seeded subset (0 = all)")
     e.add_argument("--seed", type=int, default=2401,
                    help="seed of the --max-samples subset (a run's seed picks the same subset)")
+    e.add_argument("--clicks", default="",
+                   help="click curve: mIoU after each number of simulated clicks, e.g. 0,1,3,5 "
+                        "(and NoC@85); models with a SAM 2 prompt encoder")
+    e.add_argument("--noc-max", type=int, default=20,
+                   help="most clicks when counting the clicks to 85 %% IoU (0 = skip NoC)")
+    e.add_argument("--mask-input", action="store_true",
+                   help="with --clicks: feed each answer's logits back as the mask prompt")
 
     x = sub.add_parser("export", help="training checkpoint (.pt) -> inference .safetensors")
     x.add_argument("--checkpoint", required=True, help="last.pt / epoch_NNN.pt of a run")
@@ -150,6 +157,8 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
         model, _ = _load_eval_model(ckpt, device)
         eval_set = EvalSet(Source(Path(args.root).name or args.dataset, ds), model.image_size,
                            subset_indices(len(ds), args.max_samples, args.seed))
+        if args.clicks:
+            return _click_curve(args, model, eval_set, device)
         metrics = evaluate(model, eval_set, args.mode, device, args.precision, args.batch_size,
                            info)
     finally:
@@ -158,6 +167,18 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     if args.by_type:
         result["by_type"] = {k: round_metrics(v) for k, v in metrics.items() if k != "all"}
     return result
+
+
+def _click_curve(args: argparse.Namespace, model: Any, eval_set: Any, device: Any
+                 ) -> dict[str, Any]:
+    """``eval --clicks``: the text-only metrics at the top level, then the click curve."""
+    from training.click_eval import evaluate_clicks, parse_clicks
+
+    ks = sorted({0, *parse_clicks(args.clicks)})
+    curve = evaluate_clicks(model, eval_set, ks, mode=args.mode, device=device,
+                            precision=args.precision, batch_size=args.batch_size,
+                            noc_max=args.noc_max, mask_input=args.mask_input)
+    return {**curve["clicks"]["0"]["all"], **curve, "mask_input": bool(args.mask_input)}
 
 
 def cmd_export(args: argparse.Namespace) -> str:

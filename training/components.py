@@ -59,6 +59,12 @@ def build_training_model(cfg: TrainConfig, device: torch.device) -> nn.Module:
                            "configured): %s", mcfg.name, diff)
         load_state_dict_checked(model, state, source=cfg.init_checkpoint)
     model.apply_freezing()
+    if cfg.clicks.prob > 0:
+        enable = getattr(model, "enable_click_prompts", None)
+        if enable is None:
+            raise ConfigError(f"clicks.prob = {cfg.clicks.prob} needs a model with a SAM 2 prompt "
+                              f"encoder; {cfg.model!r} has none: set clicks.prob=0")
+        enable()
     return model.to(device)
 
 

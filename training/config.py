@@ -19,6 +19,7 @@ from training.config_sections import (  # the sections stay importable from here
     PRECISIONS,
     SCHEDULES,
     AugmentConfig,
+    ClickConfig,
     CurriculumStage,
     DataConfig,
     DataSetConfig,
@@ -30,8 +31,8 @@ from training.losses import LossConfig
 
 __all__ = [
     "CONFIG_DIR", "DATASET_FORMATS", "EVAL_MODES", "PRECISIONS", "SCHEDULES", "AugmentConfig",
-    "CurriculumStage", "DataConfig", "DataSetConfig", "InferenceConfig", "OptimConfig",
-    "TrainConfig", "config_to_yaml", "load_train_config",
+    "ClickConfig", "CurriculumStage", "DataConfig", "DataSetConfig", "InferenceConfig",
+    "OptimConfig", "TrainConfig", "config_to_yaml", "load_train_config",
 ]
 
 
@@ -55,6 +56,7 @@ class TrainConfig:
         loss: Loss weights and variants.
         inference: Working resolutions stored with the exported weights.
         curriculum: Expression types per epoch range (empty = all types throughout).
+        clicks: Simulated clicks mixed into the text training (off by default).
         epochs: Number of epochs.
         batch_size: Samples per process per micro-step.
         grad_accum_steps: Micro-steps per optimiser step (global batch =
@@ -101,6 +103,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     curriculum: list[CurriculumStage] = field(default_factory=list)
+    clicks: ClickConfig = field(default_factory=ClickConfig)
     epochs: int = 40
     batch_size: int = 1
     grad_accum_steps: int = 1

@@ -244,6 +244,34 @@ class InferenceConfig:
 
 
 @dataclass
+class ClickConfig:
+    """Training with simulated clicks (SAM's protocol; :mod:`training.clicks`), mixed into text.
+
+    A batch is a *click batch* with probability ``prob``: the text-only answer is computed as
+    usual, then 1..``max_clicks`` clicks are placed one after another, each in the largest
+    error region of the answer so far (decoder-only rounds on the same image encoding), and the
+    loss is the mean of the text-only answer's loss and the last round's. Off by default.
+
+    Attributes:
+        prob: Share of batches trained with clicks (0 = text only).
+        max_clicks: The number of clicks of a click batch is uniform in ``1..max_clicks``.
+        mask_input_prob: Share of click rounds that also feed the previous answer's
+            low-resolution logits back as the mask prompt (SAM's iterative refinement).
+    """
+
+    prob: float = 0.0
+    max_clicks: int = 3
+    mask_input_prob: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("prob", "mask_input_prob"):
+            v = getattr(self, name)
+            _check(0.0 <= v <= 1.0, f"clicks.{name} is a probability in [0, 1], got {v}")
+        _check(1 <= self.max_clicks <= 20,
+               f"clicks.max_clicks must be in 1..20, got {self.max_clicks}")
+
+
+@dataclass
 class CurriculumStage:
     """From ``start_epoch`` on, train only on these expression types (empty = all).
 

@@ -38,6 +38,7 @@ from training.checkpoints import (
     save_training_checkpoint,
     set_rng_state,
 )
+from training.clicks import click_round_outputs, mean_terms
 from training.components import (
     build_train_set,
     build_training_model,
@@ -101,9 +102,10 @@ def train_one_epoch(ctx: _Run, epoch: int) -> None:
                 inputs = ctx.model.prepare_inputs(batch["image"], batch["text"])
                 masks = batch["mask"].to(ctx.device)
                 with autocast_for(ctx.device, cfg.precision):
-                    out = ctx.ddp_model(inputs)
+                    outs = ctx.outputs(inputs, masks, micro)
                 # the architecture says which of its outputs feed the loss's extra terms
-                terms = ctx.criterion(out.logits, masks, **ctx.model.loss_inputs(out))
+                terms = mean_terms([ctx.criterion(o.logits, masks, **ctx.model.loss_inputs(o))
+                                    for o in outs])
                 ctx.scaler.scale(terms["loss"] / cfg.grad_accum_steps).backward()
             terms_sum += torch.stack([terms[k].detach().float() for k in LOGGED_TERMS]).cpu()
         if cfg.optim.grad_clip_norm > 0:
@@ -167,6 +169,19 @@ class _Run:
     t_start: float = 0.0
     stopped_early: bool = False
 
+    def outputs(self, inputs: Any, masks: torch.Tensor, micro: int) -> list[Any]:
+        """The batch's outputs: text only, or with simulated clicks (``cfg.clicks.prob``).
+
+        The click draw is seeded by (seed, optimiser step, micro-step), so a resumed run
+        replays it.
+        """
+        clicks = self.cfg.clicks
+        if clicks.prob > 0:
+            rng = np.random.default_rng([self.cfg.seed, self.state.global_step, micro])
+            if rng.random() < clicks.prob:
+                return click_round_outputs(self.model, inputs, masks, clicks, rng)
+        return [self.ddp_model(inputs)]
+
     def time_fraction(self) -> float:
         """Share of ``optim.schedule_time_s`` this process has run (0 when unset)."""
         budget = self.cfg.optim.schedule_time_s
@@ -229,6 +244,9 @@ def fit(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def _fit(cfg: TrainConfig, device: torch.device, info: DistInfo) -> dict[str, Any]:
+    if cfg.clicks.prob > 0 and info.is_distributed:  # click rounds bypass the DDP wrapper
+        raise ConfigError("clicks.prob > 0 trains in one process; run without torchrun or "
+                          "set clicks.prob=0")
     if device.type == "cuda" and info.is_distributed:
         device = torch.device("cuda", info.local_rank)
     if cfg.threads:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..text.normalize import checked_text
+from .prompts import Prompts
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "MIN_IMAGE_PX", "ModelInputs", "ModelOutput"]
 
@@ -28,12 +29,14 @@ class ModelInputs:
         clip_images: ``(B, 3, R, R)`` float32, CLIP-normalised union-encoder view.
         tokens: ``(B, L)`` int64 token ids, trimmed to the batch's longest caption.
         text_pad: ``(B, L)`` bool, True at positions after each caption's EOT token.
+        prompts: Clicks, box and previous answer next to the text (None: the text alone).
     """
 
     sam_images: torch.Tensor
     clip_images: torch.Tensor
     tokens: torch.Tensor
     text_pad: torch.Tensor
+    prompts: Prompts | None = None
 
     @property
     def batch_size(self) -> int:
@@ -47,6 +50,7 @@ class ModelInputs:
             self.clip_images.to(device),
             self.tokens.to(device),
             self.text_pad.to(device),
+            None if self.prompts is None else self.prompts.to(device),
         )
 
 
@@ -61,12 +65,40 @@ class ModelOutput:
         boundary_weight: ``(B,)`` text weight of the boundary loss (Linear on
             ``text_feat[:, 0]``; raw, unbounded, as in the reference code).
         text_feat: ``(B, L, C)`` projected text features (C = 256 for real SAM 2 configs).
+        low_res: ``(B, 1, S/4, S/4)`` the mask decoder's logits before upsampling (what a
+            refinement feeds back as :attr:`Prompts.mask_input`); None where not kept.
     """
 
     logits: torch.Tensor
     pseudo_mask: torch.Tensor
     boundary_weight: torch.Tensor
     text_feat: torch.Tensor
+    low_res: torch.Tensor | None = None
+
+
+@dataclass
+class Encoding:
+    """What :meth:`RS2SAM2.encode` computes once per (image, caption) for every click round.
+
+    Attributes:
+        image_embed: ``(B, C, h, w)`` text-fused image embedding (h = S/16).
+        image_pe: ``(1, C, h, w)`` SAM's dense positional encoding.
+        high_res: The decoder's high-resolution features ``[(B, C/8, 4h, 4w), (B, C/4, 2h, 2w)]``.
+        sparse: ``(B, 1, C)`` the text's sparse prompt.
+        pseudo_mask: ``(B, 1, g, g)`` the MPG's pseudo-mask (zeros without an MPG).
+        boundary_weight: ``(B,)`` see :class:`ModelOutput`.
+        text_feat: ``(B, L, C)`` see :class:`ModelOutput`.
+        input_hw: ``(S, S)`` the model input size (the default logits size).
+    """
+
+    image_embed: torch.Tensor
+    image_pe: torch.Tensor
+    high_res: list[torch.Tensor]
+    sparse: torch.Tensor
+    pseudo_mask: torch.Tensor
+    boundary_weight: torch.Tensor
+    text_feat: torch.Tensor
+    input_hw: tuple[int, ...]
 
 
 def _channel_stat(values: Sequence[float]) -> torch.Tensor:

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 from ..text.normalize import quote_text
 from .bhfm import AdaptedBlock, TextFusion, TextState, add_adapters
 from .configs import ModelConfig, get_model_config
@@ -44,6 +44,7 @@ from .model_io import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     MIN_IMAGE_PX,
+    Encoding,
     ModelInputs,
     ModelOutput,
     _channel_stat,
@@ -52,6 +53,7 @@ from .model_io import (
     _unit_batch,
 )
 from .mpg import MaskPromptGenerator
+from .prompts import Prompts, embed_prompts, mask_prompt_from_logits, paint_clicks
 from .rs2sam_params import ParamPolicy
 from .sam2_build import _build_sam2, load_sam2_yaml
 from .sam2_features import sam_image_features
@@ -103,6 +105,7 @@ class RS2SAM2(ParamPolicy):
         self.prompt_dim = prompt_dim
 
         self.text_state = TextState()
+        self.paint_clicks = True  # clicks also mark the dense mask prompt (prompts.paint_clicks)
         if config.use_bhfm:
             add_adapters(
                 self.image_encoder.trunk,
@@ -197,13 +200,17 @@ class RS2SAM2(ParamPolicy):
         return tokens, pad
 
     def prepare_inputs(
-        self, images: torch.Tensor | np.ndarray, texts: Sequence[str]
+        self,
+        images: torch.Tensor | np.ndarray,
+        texts: Sequence[str],
+        prompts: Prompts | None = None,
     ) -> ModelInputs:
-        """Preprocess a batch: two image views and the tokens.
+        """Preprocess a batch: two image views and the tokens (and clicks, passed through).
 
         Args:
             images: ``(B, H, W, 3)`` uint8 RGB (torch or numpy), any ``H, W >= 32``.
             texts: ``B`` captions.
+            prompts: Clicks / box in normalised image coordinates (see :class:`Prompts`).
 
         Returns:
             :class:`ModelInputs` on the model's device: the SAM view resized (bilinear,
@@ -218,7 +225,8 @@ class RS2SAM2(ParamPolicy):
         tokens, pad = self.tokenize(texts)
         sam = (_resize(x, self.image_size) - self.sam_mean) / self.sam_std
         clip = (_resize(x, self.clip_image_size) - self.clip_mean) / self.clip_std
-        return ModelInputs(sam, clip, tokens.to(device), pad.to(device))
+        moved = None if prompts is None else prompts.to(device)
+        return ModelInputs(sam, clip, tokens.to(device), pad.to(device), moved)
 
     # ------------------------------------------------------------------ forward
     def encode_image(
@@ -244,14 +252,21 @@ class RS2SAM2(ParamPolicy):
     def forward(
         self, inputs: ModelInputs, *, output_size: tuple[int, int] | None = None
     ) -> ModelOutput:
-        """Segment what each caption refers to.
+        """Segment what each caption refers to (and its clicks, box, previous answer).
 
         Args:
-            inputs: From :meth:`prepare_inputs`.
+            inputs: From :meth:`prepare_inputs`; ``inputs.prompts`` adds clicks to the text.
             output_size: ``(H, W)`` of the returned logits; default the model input size.
 
         Returns:
             :class:`ModelOutput`.
+        """
+        return self.decode(self.encode(inputs), inputs.prompts, output_size=output_size)
+
+    def encode(self, inputs: ModelInputs) -> Encoding:
+        """Everything that depends on the image and the text only (the expensive part).
+
+        Clicks change only :meth:`decode`, so one encoding serves every round of clicks.
         """
         union = self.union(inputs.clip_images, inputs.tokens, inputs.text_pad)
         pad = inputs.text_pad
@@ -268,35 +283,54 @@ class RS2SAM2(ParamPolicy):
         h, w = image_embed.shape[-2:]
         image_pe = self.sam_prompt_encoder.pe_layer((h, w)).unsqueeze(0).to(image_embed.dtype)
         image_embed = self.text_fusion(image_embed, image_pe, text_feat, pad)
+        return Encoding(image_embed, image_pe, high_res, sparse, pseudo_mask, boundary_weight,
+                        text_feat, tuple(inputs.sam_images.shape[-2:]))
 
-        if self.mpg is not None:
+    def decode(
+        self,
+        enc: Encoding,
+        prompts: Prompts | None = None,
+        *,
+        output_size: tuple[int, int] | None = None,
+    ) -> ModelOutput:
+        """The mask decoder on an :meth:`encode` result, with the text's and the clicks' prompts.
+
+        The clicks' (and box's) sparse embeddings go in front of the text's; a previous
+        answer (``prompts.mask_input``) replaces the MPG's pseudo-mask as the dense prompt.
+        """
+        batch = enc.image_embed.shape[0]
+        h, w = enc.image_embed.shape[-2:]
+        if prompts is not None and prompts.points is not None and prompts.points.shape[0] != batch:
+            raise InputError(f"got clicks for {prompts.points.shape[0]} images, not {batch}")
+        mask_prompt = None
+        if prompts is not None and prompts.mask_input is not None:
+            mask_prompt = mask_prompt_from_logits(prompts.mask_input, (4 * h, 4 * w))
+        elif self.mpg is not None:
             mask_prompt = F.interpolate(
-                pseudo_mask,
+                enc.pseudo_mask,
                 size=(4 * h, 4 * w),
                 mode="bilinear",
                 align_corners=False,
                 antialias=True,
             )
-            sparse_empty, dense = self.sam_prompt_encoder(
-                points=None, boxes=None, masks=mask_prompt
-            )
-            sparse = torch.cat([sparse_empty.to(sparse.dtype), sparse], dim=1)
-        else:  # SAM's "no mask" dense embedding, at this input's feature size
-            dense = self.sam_prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(
-                image_embed.shape[0], -1, h, w
-            )
+        if mask_prompt is not None and self.paint_clicks:
+            mask_prompt = paint_clicks(mask_prompt, prompts)
+        sparse_prompt, dense = embed_prompts(
+            self.sam_prompt_encoder, prompts, mask_prompt, (h, w), batch
+        )
+        sparse = torch.cat([sparse_prompt.to(enc.sparse.dtype), enc.sparse], dim=1)
         low_res, _iou, _tokens, _obj = self.sam_mask_decoder(
-            image_embeddings=image_embed,
-            image_pe=image_pe,
+            image_embeddings=enc.image_embed,
+            image_pe=enc.image_pe,
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=False,
             repeat_image=False,
-            high_res_features=high_res,
+            high_res_features=enc.high_res,
         )
-        size = output_size or tuple(inputs.sam_images.shape[-2:])
+        size = output_size or enc.input_hw
         logits = F.interpolate(low_res.float(), size=size, mode="bilinear", align_corners=False)
-        return ModelOutput(logits, pseudo_mask, boundary_weight, text_feat)
+        return ModelOutput(logits, enc.pseudo_mask, enc.boundary_weight, enc.text_feat, low_res)
 
     def loss_inputs(self, output: ModelOutput) -> dict[str, torch.Tensor | None]:
         """Extra inputs of the training loss.

@@ -22,6 +22,11 @@ _UNUSED_PREFIXES = (
     "sam_prompt_encoder.no_mask_embed.",
 )
 _ADAPTER_MARKERS = (".Space_Adapter.", ".MLP_Adapter.")
+# the click (point) embeddings: trained only by training with clicks (enable_click_prompts)
+CLICK_PREFIXES = (
+    "sam_prompt_encoder.point_embeddings.",
+    "sam_prompt_encoder.not_a_point_embed.",
+)
 
 
 class ParamPolicy(nn.Module):
@@ -62,6 +67,12 @@ class ParamPolicy(nn.Module):
             for param in self.union.tower_parameters():
                 param.requires_grad_(False)
             for param in getattr(self.union, "fused_parameters", list)():
+                param.requires_grad_(True)
+
+    def enable_click_prompts(self) -> None:
+        """Make the point embeddings trainable (training with clicks; frozen otherwise)."""
+        for name, param in self.named_parameters():
+            if name.startswith(CLICK_PREFIXES):
                 param.requires_grad_(True)
 
     def named_param_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
