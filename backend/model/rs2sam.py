@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError
 from ..text.normalize import quote_text
 from .bhfm import AdaptedBlock, TextFusion, TextState, add_adapters
 from .configs import ModelConfig, get_model_config
@@ -53,7 +53,8 @@ from .model_io import (
     _unit_batch,
 )
 from .mpg import MaskPromptGenerator
-from .prompts import Prompts, embed_prompts, mask_prompt_from_logits, paint_clicks
+from .prompt_decode import decode_prompts
+from .prompts import Prompts
 from .rs2sam_params import ParamPolicy
 from .sam2_build import _build_sam2, load_sam2_yaml
 from .sam2_features import sam_image_features
@@ -298,36 +299,7 @@ class RS2SAM2(ParamPolicy):
         The clicks' (and box's) sparse embeddings go in front of the text's; a previous
         answer (``prompts.mask_input``) replaces the MPG's pseudo-mask as the dense prompt.
         """
-        batch = enc.image_embed.shape[0]
-        h, w = enc.image_embed.shape[-2:]
-        if prompts is not None and prompts.points is not None and prompts.points.shape[0] != batch:
-            raise InputError(f"got clicks for {prompts.points.shape[0]} images, not {batch}")
-        mask_prompt = None
-        if prompts is not None and prompts.mask_input is not None:
-            mask_prompt = mask_prompt_from_logits(prompts.mask_input, (4 * h, 4 * w))
-        elif self.mpg is not None:
-            mask_prompt = F.interpolate(
-                enc.pseudo_mask,
-                size=(4 * h, 4 * w),
-                mode="bilinear",
-                align_corners=False,
-                antialias=True,
-            )
-        if mask_prompt is not None and self.paint_clicks:
-            mask_prompt = paint_clicks(mask_prompt, prompts)
-        sparse_prompt, dense = embed_prompts(
-            self.sam_prompt_encoder, prompts, mask_prompt, (h, w), batch
-        )
-        sparse = torch.cat([sparse_prompt.to(enc.sparse.dtype), enc.sparse], dim=1)
-        low_res, _iou, _tokens, _obj = self.sam_mask_decoder(
-            image_embeddings=enc.image_embed,
-            image_pe=enc.image_pe,
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=False,
-            repeat_image=False,
-            high_res_features=enc.high_res,
-        )
+        low_res = decode_prompts(self, enc, prompts, use_pseudo_mask=self.mpg is not None)
         size = output_size or enc.input_hw
         logits = F.interpolate(low_res.float(), size=size, mode="bilinear", align_corners=False)
         return ModelOutput(logits, enc.pseudo_mask, enc.boundary_weight, enc.text_feat, low_res)

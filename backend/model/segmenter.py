@@ -188,6 +188,41 @@ class Segmenter:
         return out
 
 
+    def predict_clicks(
+        self, image: np.ndarray, text: str, clicks: Sequence[tuple[float, float, bool]]
+    ) -> np.ndarray:
+        """:meth:`predict` with clicks next to the text (models with a SAM 2 prompt encoder).
+
+        Args:
+            image: ``(H, W, 3)`` uint8 RGB.
+            text: The referring expression.
+            clicks: ``(column, row, positive)`` in the image's pixel coordinates (``(0, 0)``
+                is its top-left corner, ``(W, H)`` its bottom-right); positive = "this belongs
+                to the answer", negative = "this does not".
+
+        Returns:
+            ``(H, W)`` float32 in ``[0, 1]``.
+
+        Raises:
+            InputError: On a bad image, text or click, or a model that takes no clicks.
+        """
+        from .prompts import Prompts
+
+        _check_image(image, batch=False)
+        text = _check_text(text)
+        if not hasattr(self.model, "decode"):
+            raise InputError(f"model {self.name!r} takes no clicks (no SAM 2 prompt encoder); "
+                             "use an RS2-SAM 2 checkpoint")
+        h, w = image.shape[:2]
+        prompts = Prompts.from_pixels([(c, r) for c, r, _ in clicks],
+                                      [1 if p else 0 for _, _, p in clicks], image_hw=(h, w))
+        with torch.inference_mode(), self._autocast():
+            inputs = self.model.prepare_inputs(image[None], [text], prompts)
+            logits = self.model(inputs).logits
+            logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+            return torch.sigmoid(logits.float())[0, 0].cpu().numpy().astype(np.float32)
+
+
 def _check_text(text: object) -> str:
     """The cleaned text (:mod:`backend.text.normalize`); a warning when cleaning changed it."""
     from ..text.normalize import checked_text, describe_cleaning

@@ -12,6 +12,7 @@ import numpy as np
 from ..errors import InputError
 from ..text.lexicon import interpret, require_words
 from ..types import CancelFn, ProgressFn, SegmenterLike, StageFn
+from .clicks import Click, clicks_segmenter_check
 from .options import GsdOption, _check_options
 from .plan import RunPlan, check_not_an_input, make_plan
 from .result import SegmentResult
@@ -142,6 +143,7 @@ def segment_raster(
     aoi_crs: Any = None,
     allow_large: bool = False,
     stage: StageFn | None = None,
+    points: Sequence[Click] | None = None,
 ) -> SegmentResult:
     """Segment what ``text`` describes in a georeferenced raster; polygons in the raster CRS.
 
@@ -185,6 +187,10 @@ def segment_raster(
             time); without it such a run is refused before it starts.
         stage: Optional ``(stage, done, total)`` callback naming what runs now (GUIs show it):
             ``read``, ``tiles`` (k of n, after each batch), ``vectorize``, ``write``.
+        points: Clicks next to the text (:class:`~backend.pipeline.clicks.Click`, in the
+            raster's CRS; positive or negative): every tile that holds one is predicted with
+            the clicks inside it (a segmenter with ``predict_clicks``). Stored in the
+            ``clicks`` field.
 
     Returns:
         The polygons, their attributes (:data:`FIELDS`) and run details.
@@ -221,6 +227,8 @@ def segment_raster(
         require_words(options.text)  # a text without words fails before the model loads
     else:
         _check_segmenter(segmenter)
+        if points:
+            clicks_segmenter_check(segmenter)
     # the prompt is interpreted once per run, before any pixel is read
     prompt = None if segmenter is None else _interpret_prompt(segmenter, options.text)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), open_raster(raster) as dataset:
@@ -245,6 +253,7 @@ def segment_raster(
             allow_large=allow_large,
             stage=stage,
             prompt=prompt,
+            clicks=tuple(points or ()),
         )
 
 

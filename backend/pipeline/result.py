@@ -20,8 +20,10 @@ FIELDS: tuple[tuple[str, type], ...] = (
     ("gsd_m", float),
     ("threshold", float),
     ("created_at", str),
+    ("clicks", str),
 )
-"""Output fields (name, type) of every polygon, in file order (contract section 4 + provenance)."""
+"""Output fields (name, type) of every polygon, in file order (contract section 4 + provenance;
+``clicks``: the clicks next to the text, ``"x,y,+;x,y,-"`` in the raster CRS, '' for none)."""
 
 
 @dataclass

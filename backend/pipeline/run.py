@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..text.lexicon import Interpretation, interpret
 from ..types import CancelFn, ProgressFn, SegmenterLike, StageFn
+from .clicks import Click, TileClicks, format_clicks
 from .options import _Options
 from .plan import RunPlan, make_plan
 from .result import FIELDS, SegmentResult
@@ -60,6 +61,7 @@ def _run(
     window: PixelWindow | None = None,
     work_span: tuple[tuple[int, int], tuple[int, int]] | None = None,
     prompt: Interpretation | None = None,
+    clicks: Sequence[Click] = (),
 ) -> SegmentResult:
     """Segment one open raster (see :func:`~backend.pipeline.segment_raster`).
 
@@ -80,12 +82,14 @@ def _run(
         source_name=source_name, aoi=aoi, aoi_crs=aoi_crs, allow_large=allow_large,
         window=window, work_span=work_span, concepts=prompt.concepts,
     )  # fmt: skip
+    tile_clicks = TileClicks(plan, clicks)  # a click outside the extent fails before any tile
     layout = tile_layout(plan, options.batch_size)
     tiles = _tile_progress(layout.n_tiles, is_cancelled, progress, report_stage)
     finished, counts = _predict_and_vectorise(dataset, plan, layout, options, segmenter, prompt,
-                                              tiles, timings)  # fmt: skip
+                                              tiles, timings, tile_clicks)  # fmt: skip
     report_stage("vectorize", 0, 0)
-    polygons, attributes = _attributes(plan, options, segmenter, prompt, finished, timings)
+    polygons, attributes = _attributes(plan, options, segmenter, prompt, finished, timings,
+                                       format_clicks(clicks))
     if out_path is not None:
         tiles.check_cancel()  # the last chance to stop before a file is written
     written = _write(out_path, polygons, attributes, plan, options, prompt, timings, report_stage)
@@ -118,6 +122,7 @@ def _predict_and_vectorise(
     prompt: Interpretation,
     tiles: TileProgress,
     timings: dict[str, float],
+    clicks: TileClicks | None = None,
 ) -> tuple[list[Any], dict[str, int]]:
     """Steps 3 and 4: tile and predict, streaming each finished band of rows to vectorising.
 
@@ -139,7 +144,7 @@ def _predict_and_vectorise(
         plan.grid.work_cols, layout.n_tiles, plan.tile_px,
     )  # fmt: skip
     vectoriser = StripVectoriser(plan, reader, options, timings)
-    predict = batch_predictor(segmenter, prompt.model_text, options.batch_size)
+    predict = batch_predictor(segmenter, prompt.model_text, options.batch_size, clicks)
     rows = predict_tile_rows(reader, plan, layout, predict, tiles, timings)
     with closing(rows):  # the read-ahead thread ends even when vectorising fails
         for block, first, last in rows:
@@ -154,6 +159,7 @@ def _attributes(
     prompt: Interpretation,
     finished: list[Any],
     timings: dict[str, float],
+    clicks: str = "",
 ) -> tuple[list[Any], list[dict[str, Any]]]:
     """Step 5a: map coordinates, simplification, geodesic areas and the attribute rows."""
     from ..geo.vectorize import geodesic_areas_m2, pixel_to_map
@@ -188,6 +194,7 @@ def _attributes(
                 "area_m2": area,
                 "pixels": piece.pixels,
                 **{k: common[k] for k in _TRAILING_FIELDS},
+                "clicks": clicks,
             }
         )
     timings["attributes"] = time.perf_counter() - t0

@@ -26,7 +26,11 @@ from .blend import _accumulate, _check_prob, _runs, _shift_up
 if TYPE_CHECKING:
     from ..geo.raster import PixelWindow
     from ..geo.tile_reader import TileReader
+    from .clicks import TileClicks
     from .plan import RunPlan
+
+TileBox = tuple[int, int, int, int]
+"""A tile's ``(row, col, height, width)`` on the working grid (absolute; real pixels only)."""
 
 Batch = tuple[int, tuple[tuple[int, int], ...]]
 """``(tile row i, ((tile column j, column start), ...))``: tiles predicted in one call."""
@@ -113,7 +117,7 @@ def predict_tile_rows(
     reader: LockedReader,
     plan: RunPlan,
     layout: TileLayout,
-    predict: Callable[[list[np.ndarray]], list[np.ndarray]],
+    predict: Callable[[list[np.ndarray], list[TileBox]], list[np.ndarray]],
     progress: TileProgress,
     timings: dict[str, float],
     *,
@@ -125,7 +129,8 @@ def predict_tile_rows(
         reader: Reads ``(h, w, 3)`` uint8 tiles of the working grid.
         plan: The run's plan (processing span, tile size).
         layout: The tiles (:func:`tile_layout`).
-        predict: ``images -> probabilities`` of one batch (the segmenter call).
+        predict: ``(images, boxes) -> probabilities`` of one batch (the segmenter call);
+            ``boxes`` are the tiles' ``(row, col, height, width)`` on the working grid.
         progress: Cancel check and progress after each batch.
         timings: ``read``, ``model`` and ``blend`` seconds are added here.
         read_ahead: Read the next batch in a thread while the current one is predicted.
@@ -169,7 +174,8 @@ def predict_tile_rows(
                 images = reads.get(k)
                 k += 1
                 t1 = time.perf_counter()
-                probs = predict(images)
+                probs = predict(images, [(p0 + row, q0 + col, height, cols.weights[j].size)
+                                         for j, col in batch])
                 t2 = time.perf_counter()
                 for (j, col), prob in zip(batch, probs, strict=True):
                     prob = _check_prob(prob, tile_px)
@@ -236,14 +242,24 @@ class _Reads:
 
 
 def batch_predictor(
-    segmenter: SegmenterLike, model_text: str, batch_size: int
-) -> Callable[[list[np.ndarray]], list[Any]]:
-    """``images -> probabilities``: ``predict_batch`` for batches when available and wanted."""
+    segmenter: SegmenterLike, model_text: str, batch_size: int, clicks: TileClicks | None = None
+) -> Callable[[list[np.ndarray], list[TileBox]], list[Any]]:
+    """``(images, boxes) -> probabilities``: ``predict_batch`` for batches when available.
+
+    A tile that holds clicks is predicted on its own with them (``predict_clicks``).
+    """
     predict_batch = getattr(segmenter, "predict_batch", None) if batch_size > 1 else None
 
-    def predict(images: list[np.ndarray]) -> list[Any]:
+    def plain(images: list[np.ndarray]) -> list[Any]:
         if predict_batch is not None and len(images) > 1:
             return list(predict_batch(np.stack(images), model_text))
         return [segmenter.predict(image, model_text) for image in images]
+
+    def predict(images: list[np.ndarray], boxes: list[TileBox]) -> list[Any]:
+        local = [clicks.in_tile(*box) if clicks else [] for box in boxes]
+        if not any(local):
+            return plain(images)
+        return [segmenter.predict_clicks(image, model_text, here)  # type: ignore[attr-defined]
+                if here else plain([image])[0] for image, here in zip(images, local, strict=True)]
 
     return predict

@@ -39,6 +39,7 @@ from ..bhfm import TextFusion, TextState
 from ..model_io import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    Encoding,
     ModelInputs,
     ModelOutput,
     _as_image_batch,
@@ -46,6 +47,8 @@ from ..model_io import (
     _check_text,
 )
 from ..mpg import MaskPromptGenerator
+from ..prompt_decode import decode_prompts
+from ..prompts import Prompts
 from ..rs2sam import _params_on_meta, sam_image_features
 from ..sam2_build import _build_sam2
 from .adapters import add_official_adapters
@@ -98,6 +101,7 @@ class OfficialRS2SAM2(OfficialParts, nn.Module):
             )
 
         self.text_state = TextState()
+        self.paint_clicks = True  # clicks also mark the dense mask prompt (prompts.paint_clicks)
         add_official_adapters(
             self.image_encoder.trunk,
             self.text_state,
@@ -168,13 +172,17 @@ class OfficialRS2SAM2(OfficialParts, nn.Module):
         return self.tokenizer(list(texts))
 
     def prepare_inputs(
-        self, images: torch.Tensor | np.ndarray, texts: Sequence[str]
+        self,
+        images: torch.Tensor | np.ndarray,
+        texts: Sequence[str],
+        prompts: Prompts | None = None,
     ) -> ModelInputs:
-        """Preprocess as the published test path does.
+        """Preprocess as the published test path does (clicks are passed through).
 
         Args:
             images: ``(B, H, W, 3)`` uint8 RGB, any ``H, W >= 32``.
             texts: ``B`` captions.
+            prompts: Clicks / box in normalised image coordinates (see :class:`Prompts`).
 
         Returns:
             :class:`ModelInputs`: the SAM view (PIL bilinear to ``S×S``) and the BEiT-3 view
@@ -191,7 +199,8 @@ class OfficialRS2SAM2(OfficialParts, nn.Module):
         sam = (pil_resize(arr, self.image_size).to(device) - self.sam_mean) / self.sam_std
         beit = pil_resize(arr, self.config.beit3_image_size).to(device)
         beit = (beit - self.sam_mean) / self.sam_std
-        return ModelInputs(sam, beit, tokens.to(device), pad.to(device))
+        moved = None if prompts is None else prompts.to(device)
+        return ModelInputs(sam, beit, tokens.to(device), pad.to(device), moved)
 
     # ------------------------------------------------------------------ forward
     def encode_image(
@@ -214,12 +223,16 @@ class OfficialRS2SAM2(OfficialParts, nn.Module):
         """Segment what each caption refers to (published order; see the module docstring).
 
         Args:
-            inputs: From :meth:`prepare_inputs`.
+            inputs: From :meth:`prepare_inputs`; ``inputs.prompts`` adds clicks to the text.
             output_size: ``(H, W)`` of the returned logits; default the model input size.
 
         Returns:
             :class:`ModelOutput` with ``logits = 2z - 1`` ``(B, 1, H, W)`` float32.
         """
+        return self.decode(self.encode(inputs), inputs.prompts, output_size=output_size)
+
+    def encode(self, inputs: ModelInputs) -> Encoding:
+        """Everything that depends on the image and the text only (one per click session)."""
         union = self.union(inputs.clip_images, inputs.tokens, inputs.text_pad)
         pseudo_mask = self.mpg(union.cls, union.vis).float()  # (B, 1, g, g)
         sparse = self.sparse_proj(union.cls)  # (B, 1, C)
@@ -230,24 +243,26 @@ class OfficialRS2SAM2(OfficialParts, nn.Module):
         h, w = image_embed.shape[-2:]
         image_pe = self.sam_prompt_encoder.pe_layer((h, w)).unsqueeze(0).to(image_embed.dtype)
         image_embed = self.text_fusion(image_embed, image_pe, text_feat, None)
+        return Encoding(image_embed, image_pe, high_res, sparse, pseudo_mask, boundary_weight,
+                        text_feat, tuple(inputs.sam_images.shape[-2:]))
 
-        mask_prompt = F.interpolate(
-            pseudo_mask, size=(4 * h, 4 * w), mode="bilinear", align_corners=False, antialias=True
-        )
-        sparse_empty, dense = self.sam_prompt_encoder(points=None, boxes=None, masks=mask_prompt)
-        sparse = torch.cat([sparse_empty.to(sparse.dtype), sparse], dim=1)
-        low_res, _iou, _tokens, _obj = self.sam_mask_decoder(
-            image_embeddings=image_embed,
-            image_pe=image_pe,
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=False,
-            repeat_image=False,
-            high_res_features=high_res,
-        )
-        size = output_size or tuple(inputs.sam_images.shape[-2:])
-        z = F.interpolate(low_res.float(), size=size, mode="bilinear", align_corners=False)
-        return ModelOutput(2.0 * z - 1.0, pseudo_mask, boundary_weight, text_feat)
+    def decode(
+        self,
+        enc: Encoding,
+        prompts: Prompts | None = None,
+        *,
+        output_size: tuple[int, int] | None = None,
+    ) -> ModelOutput:
+        """SAM 2's decoder with the text's prompts and the clicks' (see ``prompt_decode``).
+
+        The published head reads ``z`` as a probability; ``low_res`` is returned as the
+        logits ``2z - 1`` so that a refinement can feed it back like RS2-SAM 2's.
+        """
+        z = decode_prompts(self, enc, prompts).float()
+        size = output_size or enc.input_hw
+        up = F.interpolate(z, size=size, mode="bilinear", align_corners=False)
+        return ModelOutput(2.0 * up - 1.0, enc.pseudo_mask, enc.boundary_weight, enc.text_feat,
+                           2.0 * z - 1.0)
 
 
 def _forget_tokenizer(module: nn.Module, _keys: object) -> None:

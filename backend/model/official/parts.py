@@ -13,6 +13,7 @@ from ..bhfm import HieraAdapterBlock
 
 __all__ = ["OfficialParts"]
 
+CLICK_PREFIXES = ("sam_prompt_encoder.point_embeddings.", "sam_prompt_encoder.not_a_point_embed.")
 _UNUSED_PREFIXES = (
     "sam_mask_decoder.iou_prediction_head.",
     "sam_mask_decoder.pred_obj_score_head.",
@@ -38,6 +39,12 @@ class OfficialParts:
         for name, param in self.image_encoder.named_parameters():
             if not any(m in f".{name}" for m in _ADAPTER_MARKERS):
                 param.requires_grad_(False)
+
+    def enable_click_prompts(self) -> None:
+        """Make the point embeddings trainable (training with clicks; frozen otherwise)."""
+        for name, param in self.named_parameters():
+            if name.startswith(CLICK_PREFIXES):
+                param.requires_grad_(True)
 
     def adapter_parameters(self) -> list[nn.Parameter]:
         """The adapters of every Hiera block."""
