@@ -54,6 +54,33 @@ class RedSegmenter(_StandIn):
         return red.astype(np.float32)
 
 
+class ClickRedSegmenter(RedSegmenter):
+    """:class:`RedSegmenter` that takes clicks: a positive click adds a square of side
+    ``2 * radius_px + 1`` around it, a negative one clears such a square (in click order)."""
+
+    name = "standin-click-red"
+    radius_px = 6
+
+    def __init__(self, *, image_size: int = 1024, gsd_m: float | None = None) -> None:
+        super().__init__(image_size=image_size, gsd_m=gsd_m)
+        self.click_calls: list[list[tuple[float, float, bool]]] = []
+
+    def predict_clicks(
+        self, image: np.ndarray, text: str, clicks: list[tuple[float, float, bool]]
+    ) -> np.ndarray:
+        """``(column, row, positive)`` clicks in the image's pixels; see the class."""
+        prob = self.predict(image, text)
+        self.click_calls.append(list(clicks))
+        h, w = prob.shape
+        r = self.radius_px
+        for col, row, positive in clicks:
+            c, rr = int(col), int(row)
+            prob[max(rr - r, 0) : min(rr + r + 1, h), max(c - r, 0) : min(c + r + 1, w)] = (
+                1.0 if positive else 0.0
+            )
+        return prob
+
+
 class ConstantSegmenter(_StandIn):
     """The same probability ``value`` everywhere."""
 

@@ -134,7 +134,7 @@ class TileClicks:
         self.clicks = tuple(clicks)
         self._work: list[tuple[float, float, bool]] = []  # (row, col) on the working grid
         for c in self.clicks:
-            col, row = inverse * (c.x, c.y)
+            col, row = inverse @ (c.x, c.y)
             if not (0 <= col <= info.width and 0 <= row <= info.height):
                 raise InputError(f"point {c} lies outside the raster ({info.name}); click on "
                                  "the raster's pixels")
