@@ -55,8 +55,11 @@ class RedSegmenter(_StandIn):
 
 
 class ClickRedSegmenter(RedSegmenter):
-    """:class:`RedSegmenter` that takes clicks: a positive click adds a square of side
-    ``2 * radius_px + 1`` around it, a negative one clears such a square (in click order)."""
+    """:class:`RedSegmenter` that takes clicks.
+
+    A positive click adds a square of side ``2 * radius_px + 1`` around it, a negative one
+    clears such a square (in click order).
+    """
 
     name = "standin-click-red"
     radius_px = 6

@@ -187,7 +187,6 @@ class Segmenter:
                 out[start : start + len(chunk)] = prob.cpu().numpy()
         return out
 
-
     def predict_clicks(
         self, image: np.ndarray, text: str, clicks: Sequence[tuple[float, float, bool]]
     ) -> np.ndarray:
