@@ -127,6 +127,7 @@ class RasterHeader:
         width, height, count: Pixels and bands (0 when unreadable).
         crs_wkt: The raster's CRS (or the assumed one) as WKT; ``""`` when unreadable.
         error: One line saying why the raster cannot be used, or None.
+        files: Every other file GDAL reads for it (a VRT's sources, sidecars).
     """
 
     path: str
@@ -135,6 +136,7 @@ class RasterHeader:
     count: int = 0
     crs_wkt: str = ""
     error: str | None = None
+    files: tuple[str, ...] = ()
 
 
 def read_headers(paths: Sequence[str], *, assume_crs: Any = None) -> list[RasterHeader]:
@@ -150,7 +152,10 @@ def read_headers(paths: Sequence[str], *, assume_crs: Any = None) -> list[Raster
             try:
                 with open_raster(path) as ds:
                     crs = resolve_crs(ds, assume_crs)
-                    headers.append(RasterHeader(path, ds.width, ds.height, ds.count, crs.to_wkt()))
+                    files = tuple(f for f in (ds.files or []) if f != path)
+                    headers.append(
+                        RasterHeader(path, ds.width, ds.height, ds.count, crs.to_wkt(), None, files)
+                    )
             except InputError:
                 raise  # a bad --assume-crs is the job's mistake, not the raster's
             except (Rs2SamError, OSError, ValueError) as exc:

@@ -76,7 +76,7 @@ def run_batch(o: BatchOptions) -> BatchSummary:
         check_not_an_input(path, [*paths, *o.inputs])  # lists and rasters stay untouched
     headers = read_headers(paths, assume_crs=o.assume_crs)
     check_band_counts(headers, o.bands)
-    identities = {path: raster_identity(path) for path in paths}
+    identities = {h.path: raster_identity(h.path, h.files) for h in headers}
     engine = make_engine(o.engine, _engine_config(o))  # unknown engine / Ray missing
     created_dir = make_out_dir(out_dir)
     job = JobState(o, queries, out_dir)

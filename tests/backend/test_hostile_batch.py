@@ -266,3 +266,22 @@ def test_the_damage_report_is_one_line_on_stderr(tmp_path: Path, two: list[Path]
     assert len(lines) == 1 and "5 stored chunk files were damaged" in lines[0], proc.stderr
     assert "and 2 more" in lines[0] and "Traceback" not in proc.stderr
     assert snapshot(tmp_path / "in") == before
+
+
+def test_a_changed_source_of_a_vrt_mosaic_is_redone(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, two: list[Path]
+) -> None:
+    vrt = tmp_path / "in" / "mosaic.vrt"
+    build = f"from osgeo import gdal; gdal.BuildVRT({str(vrt)!r}, [{str(two[0])!r}])"
+    subprocess.run([sys.executable, "-c", build], check=True)
+    out = tmp_path / "job"
+    assert run(capsys, vrt, "--out", out, *BASE)[0] == 0
+    vrt_bytes = vrt.read_bytes()
+    time.sleep(0.01)
+    write_raster(two[0], 5)  # the mosaic's source changes; the .vrt file does not
+    assert vrt.read_bytes() == vrt_bytes
+    code, summary, err = run(capsys, vrt, "--out", out, *BASE)
+    assert code == 0 and summary["processed"] == 4, err
+    assert any("its source files" in w for w in summary["warnings"])
+    assert run(capsys, vrt, "--out", tmp_path / "clean", *BASE)[0] == 0  # a fresh job
+    assert features(out / "red.gpkg") == features(tmp_path / "clean" / "red.gpkg")
