@@ -120,6 +120,9 @@ class Rs2SamPlugin:
             self.controller.shutdown()
             self.controller = None
         if self.dock is not None:
+            from .remedy_links import disconnect_remedies
+
+            disconnect_remedies()
             self.dock.visibilityChanged.disconnect(self._on_dock_visibility)
             self.dock.cleanup()
             self.iface.removeDockWidget(self.dock)
@@ -164,6 +167,9 @@ class Rs2SamPlugin:
             self.dock.visibilityChanged.connect(self._on_dock_visibility)
             self.dock.install_requested.connect(self.show_installer)
             self.dock.models_requested.connect(self.show_models)
+            from .remedy_links import connect_remedies
+
+            connect_remedies(self)  # what a weak answer's box offers
             self.controller.refresh_dependencies(notify=True)
         self.dock.select_active_layer(self.iface.activeLayer())
         self.dock.show()

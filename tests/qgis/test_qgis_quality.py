@@ -34,6 +34,9 @@ def test_strong_and_weak_concepts_with_the_bundled_model(plugin, qgis_iface) -> 
     QgsProject.instance().addMapLayer(raster)
     dock = plugin.show_dock()
     dock.layer_combo.setLayer(raster)
+    # the plugin connects the project's two remedies; the test replaces them with probes
+    assert [r.key for r in remedies.registered()] == [remedies.PUBLISHED_MODEL, remedies.TEACH]
+    remedies.unregister_remedy(remedies.PUBLISHED_MODEL)
     offered: list[remedies.RemedyContext] = []
     remedies.register_remedy(remedies.TEACH, "Teach from polygons…", offered.append)
     try:
@@ -93,3 +96,29 @@ def test_a_checkpoint_the_table_does_not_know_gets_no_note(plugin, qgis_iface, r
     assert wait_for(lambda: plugin.controller.task is None, 60)
     assert "mIoU" not in dock.status_label.text()
     assert dock.quality_part.box.isHidden()
+
+
+def test_the_plugin_connects_both_remedies(plugin, qgis_iface) -> None:
+    from rs2sam_qgis import remedies
+
+    dock = plugin.show_dock()
+    by_key = {r.key: r for r in remedies.registered()}
+    context = remedies.RemedyContext(prompt="the river", concepts=("water",), note="weak")
+    by_key[remedies.PUBLISHED_MODEL].callback(context)  # the model manager opens
+    assert plugin.models_dialog is not None and plugin.models_dialog.isVisible()
+    plugin.models_dialog.close()
+    by_key[remedies.TEACH].callback(context)
+    assert dock.query_combo.currentText() == "the river"
+    assert "Teach from these features" in dock.status_label.text()
+
+
+def test_unload_disconnects_the_remedies(qgis_iface, clean_project) -> None:
+    import rs2sam_qgis
+    from rs2sam_qgis import remedies
+
+    instance = rs2sam_qgis.classFactory(qgis_iface)
+    instance.initGui()
+    instance.show_dock()
+    assert len(remedies.registered()) == 2
+    instance.unload()
+    assert remedies.registered() == []
