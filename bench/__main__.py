@@ -315,9 +315,19 @@ def bench_batch(n_rasters: int, size: int, runs: int, out: Path, report: dict, r
     base: float | None = None
     for engine, workers in configs:
         cases = [
-            run_case(["batch", "--inputs", str(folder / "*.tif"), "--out",
-                      str(out / f"batch_job_{engine}_{workers}"), "--engine", engine,
-                      "--workers", str(workers)])  # fmt: skip
+            run_case(
+                [
+                    "batch",
+                    "--inputs",
+                    str(folder / "*.tif"),
+                    "--out",
+                    str(out / f"batch_job_{engine}_{workers}"),
+                    "--engine",
+                    engine,
+                    "--workers",
+                    str(workers),
+                ]
+            )  # fmt: skip
             for _ in range(runs)
         ]
         report["cases"][f"batch_{engine}_{workers}"] = cases
@@ -349,7 +359,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="comma list of P1,P2,P3,P4,P5,V,SAMGEO,BATCH (or SLEEP: the stand-in cases)",
+        help="comma list of P1,P2,P3,P4,P5,V,SAMGEO,BATCH,CPU (or SLEEP: the stand-in cases)",
+    )
+    parser.add_argument(
+        "--cpu-configs",
+        default="nano,large,official-large",
+        help="configs of the CPU precision case (bench/cpu_speed.py; CPU in --skip drops it)",
     )
     parser.add_argument(
         "--doc", type=Path, help="also write this markdown doc (docs/benchmarks.md)"
@@ -393,6 +408,11 @@ def main(argv: list[str] | None = None) -> int:
         bench_train(models, 2 if args.quick else 5, args.runs, report, rows)
     if "V" not in skip:
         bench_vectorize(1024 if args.quick else 2048, args.runs, report, rows)
+    if "CPU" not in skip:
+        from bench.cpu_report import bench_cpu_speed
+
+        cpu_configs = ["test-tiny"] if args.quick else args.cpu_configs.split(",")
+        bench_cpu_speed(cpu_configs, 1 if args.quick else 3, out, report, rows)
     m = report["machine"]
     table = (
         f"Machine: {m['cpu']}, {m['cpu_cores']} cores, torch {m['torch']} "

@@ -56,6 +56,7 @@ from .state_io import (
     prune_rows,
     weights_sha256,
 )
+from .stream_load import read_state_streaming
 
 logger = logging.getLogger(__name__)
 
@@ -241,7 +242,9 @@ def load_checkpoint(
     The header is read and checked first (architecture from our registry, config within
     bounds); the model is then built on the meta device (no memory), the file's tensor index
     is compared with it and the memory the load needs is checked against what the device
-    has, all before any tensor data is read or allocated.
+    has, all before any tensor data is read or allocated. Each tensor is then read straight
+    into the model's dtype and assigned (:mod:`backend.model.stream_load`): the peak is the
+    model's size plus one 64 MiB staging buffer.
 
     Args:
         path: A file written by :func:`save_checkpoint`.
@@ -274,9 +277,11 @@ def load_checkpoint(
     if not report.ok:
         raise CheckpointError(f"checkpoint does not fit its own config:\n{report.format()}")
     check_fits(load_bytes(model), device, what=f"loading {file.name} ({head.config.name})")
-    state, config, metadata, sha = _read_tensors(head, verify=verify)
-    load_state_dict_checked(model, state, source=str(file), assign=True)
+    targets = {k: v.dtype for k, v in model.state_dict().items()}
+    state, sha = read_state_streaming(head, targets, verify=verify)
+    model.load_state_dict(state, strict=True, assign=True)  # the tensors become the model's
     del state
+    config, metadata = head.config, head.metadata
     left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if left:
         raise CheckpointError(f"{file}: tensors left uninitialised after loading: {left[:5]}")

@@ -23,8 +23,15 @@ from torch import nn
 
 from ..errors import CheckpointError, ConfigError, DeviceError, InputError
 from .architectures import architecture_of
-from .configs import NOMINAL_SECONDS_PER_TILE, get_model_config
+from .configs import get_model_config
 from .model_io import MIN_IMAGE_PX
+from .precision import (
+    apply_precision,
+    default_threads,
+    precision_context,
+    resolve_precision,
+    seconds_per_tile_for,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -93,16 +100,30 @@ class Segmenter:
         image_size: Model input size in pixels (a good square tile size).
         gsd_m: Working ground resolution in m/px, or None (use the raster's own).
         device: Device the model runs on, as a string (``"cpu"``, ``"cuda:0"``, ...).
-        seconds_per_tile: Nominal model time per ``image_size`` tile on this kind of device
-            (``NOMINAL_SECONDS_PER_TILE``), None when unknown; runs are planned with it.
+        seconds_per_tile: Measured model time per ``image_size`` tile on this kind of device
+            in the chosen precision (:func:`~backend.model.precision.seconds_per_tile_for`),
+            None when unknown; runs are planned with it.
+        precision: The mode that runs: ``"fp32"``, ``"bf16"`` or ``"int8"``
+            (:mod:`backend.model.precision`).
         model: The model (eval mode), of any registered architecture (see
             :mod:`backend.model.architectures` for the interface it provides).
         config: Its config (``ModelConfig`` for RS2-SAM 2).
     """
 
     def __init__(
-        self, model: nn.Module, *, checkpoint_sha256: str = "", max_batch: int = 8
+        self,
+        model: nn.Module,
+        *,
+        checkpoint_sha256: str = "",
+        max_batch: int = 8,
+        precision: str | None = None,
     ) -> None:
+        """Wrap ``model``; ``precision`` None keeps bf16 on CUDA and fp32 elsewhere.
+
+        Raises:
+            ConfigError: A precision this device cannot run (``int8`` quantises the model in
+                place, once).
+        """
         self.model = model.eval()
         self.config: Any = model.config
         self.name = self.config.name
@@ -113,16 +134,20 @@ class Segmenter:
         self.device = str(dev) if dev.type != "cuda" else f"cuda:{dev.index or 0}"
         self.max_batch = max(1, int(max_batch))
         self.gsd_m_by_concept: dict[str, float] = {}
-        self.seconds_per_tile: float | None = NOMINAL_SECONDS_PER_TILE.get((self.name, dev.type))
+        requested = precision or ("bf16" if dev.type == "cuda" else "fp32")
+        self.precision = resolve_precision(requested, dev, self.name)
+        apply_precision(self.model, self.precision)
+        self.seconds_per_tile = seconds_per_tile_for(self.name, dev.type, self.precision)
 
     def __repr__(self) -> str:
         sha = self.checkpoint_sha256[:12] or "random init"
-        return f"Segmenter({self.name!r}, device={self.device!r}, weights={sha})"
+        return (
+            f"Segmenter({self.name!r}, device={self.device!r}, precision={self.precision!r}, "
+            f"weights={sha})"
+        )
 
     def _autocast(self) -> contextlib.AbstractContextManager[object]:
-        if self.model.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return precision_context(self.precision, self.model.device)
 
     def gsd_m_for(self, concepts: Sequence[str]) -> float | None:
         """Working resolution for a prompt naming ``concepts`` (lexicon keys, e.g. ``"vehicle"``).
@@ -271,6 +296,7 @@ def load_segmenter(
     config: str | Any | None = None,
     device: str = "auto",
     threads: int | None = None,
+    precision: str = "auto",
 ) -> Segmenter:
     """Load a :class:`Segmenter`.
 
@@ -282,26 +308,34 @@ def load_segmenter(
             model (tests, benchmarks). With ``checkpoint``, it must name the checkpoint's
             architecture.
         device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``,
-            ``"mps"``. CUDA runs under bf16 autocast; CPU and MPS in float32.
-        threads: ``torch.set_num_threads`` value (process-wide); None leaves it unchanged.
+            ``"mps"``.
+        threads: ``torch.set_num_threads`` value (process-wide); None uses the physical
+            cores on a CPU unless ``OMP_NUM_THREADS`` is set.
+        precision: ``"auto"`` (the fastest mode within the fidelity bar here), ``"fp32"``,
+            ``"bf16"`` (CUDA, or a CPU with AVX-512 BF16 / AMX) or ``"int8"`` (CPU); see
+            :mod:`backend.model.precision`.
 
     Raises:
         CheckpointError: Missing/corrupt/unsafe checkpoint, or no bundled default weights.
-        ConfigError: Unknown config name, or one that contradicts the checkpoint.
+        ConfigError: Unknown config name, one that contradicts the checkpoint, or a precision
+            this device cannot run (checked before anything is loaded).
         DeviceError: Unknown or unavailable device.
     """
     dev = resolve_device(device)
+    resolve_precision(precision, dev)  # a bad or impossible mode fails before a long load
     if threads is not None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ConfigError(f"threads must be a positive int or None, got {threads!r}")
         torch.set_num_threads(threads)
+    elif dev.type == "cpu" and default_threads():
+        torch.set_num_threads(default_threads())
     cfg = get_model_config(config) if isinstance(config, str) else config
     if cfg is not None and not callable(getattr(cfg, "to_dict", None)):
         raise ConfigError(f"config must be a name or a model config, got {type(config).__name__}")
 
     if checkpoint is None and cfg is not None:
         logger.warning("building %r with RANDOM weights (no checkpoint given)", cfg.name)
-        return Segmenter(architecture_of(cfg).build(cfg, device=dev))
+        return Segmenter(architecture_of(cfg).build(cfg, device=dev), precision=precision)
     if checkpoint is None:
         if not DEFAULT_WEIGHTS.is_file():
             raise CheckpointError(
@@ -319,7 +353,9 @@ def load_segmenter(
             f"config {cfg.name!r} does not match the checkpoint's {loaded.config.name!r}; "
             "leave config=None to use the checkpoint's own"
         )
-    segmenter = Segmenter(loaded.model, checkpoint_sha256=loaded.weights_sha256)
+    segmenter = Segmenter(
+        loaded.model, checkpoint_sha256=loaded.weights_sha256, precision=precision
+    )
     segmenter.gsd_m_by_concept = _concept_gsd(loaded.metadata)
     return segmenter
 
@@ -345,7 +381,7 @@ class ModelDescription:
         name: Config name.
         image_size: Tile size in pixels.
         gsd_m: Working resolution in m/px, or None.
-        seconds_per_tile: Nominal time per tile on the chosen device, or None.
+        seconds_per_tile: Measured time per tile on the chosen device and precision, or None.
     """
 
     name: str
@@ -359,6 +395,7 @@ def describe_model(
     *,
     config: str | None = None,
     device: str = "auto",
+    precision: str = "auto",
 ) -> ModelDescription:
     """Describe the model :func:`load_segmenter` would load, from the header only (fast).
 
@@ -384,5 +421,7 @@ def describe_model(
         name=cfg.name,
         image_size=int(cfg.image_size),
         gsd_m=cfg.gsd_m,
-        seconds_per_tile=NOMINAL_SECONDS_PER_TILE.get((cfg.name, dev.type)),
+        seconds_per_tile=seconds_per_tile_for(
+            cfg.name, dev.type, resolve_precision(precision, dev, cfg.name)
+        ),
     )

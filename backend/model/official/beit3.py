@@ -9,6 +9,10 @@ code does: the vision class token (the multimodal class token), the patches, the
 The module is torchscale's own ``BEiT3`` (the library the published code vendors; its encoder,
 attention, multiway and embedding code is the same in torchscale 0.3.0), configured as
 ``_get_large_config`` does, so its parameter names are the release's after ``mm_extractor.beit3.``.
+
+Its attention modules are switched to :class:`_SdpaAttention` (same parameters, same
+arithmetic) so that the attention runs through ``F.scaled_dot_product_attention`` like every
+other attention of the model, instead of torchscale's explicit ``bmm`` + softmax.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import warnings
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ...errors import DependencyError
@@ -65,6 +70,60 @@ def beit3_encoder_config(config: OfficialConfig) -> Any:
     )
 
 
+def _sdpa_forward(
+    self: Any,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    incremental_state: Any = None,
+    key_padding_mask: torch.Tensor | None = None,
+    attn_mask: torch.Tensor | None = None,
+    rel_pos: torch.Tensor | None = None,
+    is_first_step: bool = False,
+) -> tuple[torch.Tensor, None]:
+    """Torchscale's attention for the encoder case, through ``scaled_dot_product_attention``.
+
+    Shapes: ``query`` ``(B, Lq, d)``, ``key``/``value`` ``(B, Lk, d)``, ``key_padding_mask``
+    ``(B, Lk)`` True at padding. Other torchscale features (incremental decoding, xPos,
+    relative positions, additive masks) go to the original code.
+    """
+    if (
+        incremental_state is not None
+        or rel_pos is not None
+        or attn_mask is not None
+        or (self.xpos is not None)
+    ):
+        return type(self).__mro__[1].forward(  # type: ignore[no-any-return]
+            self, query, key, value, incremental_state, key_padding_mask, attn_mask, rel_pos,
+            is_first_step,
+        )  # fmt: skip
+    b, lq, d = query.shape
+    lk = key.shape[1]
+    h, hd = self.num_heads, self.head_dim
+    q = (self.q_proj(query) * self.scaling).view(b, lq, h, hd).transpose(1, 2)
+    k = self.k_proj(key).view(b, lk, h, hd).transpose(1, 2)
+    v = self.v_proj(value).view(b, lk, h, hd).transpose(1, 2)
+    keep = None
+    if key_padding_mask is not None:
+        keep = ~key_padding_mask.to(torch.bool).view(b, 1, 1, lk)
+    drop = self.dropout_module.p if self.training else 0.0
+    attn = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=drop, scale=1.0)
+    attn = attn.transpose(1, 2).reshape(b, lq, d)
+    if self.inner_attn_ln is not None:
+        attn = self.inner_attn_ln(attn)
+    return self.out_proj(attn), None
+
+
+def _use_sdpa(module: nn.Module) -> None:
+    """Switch every torchscale ``MultiheadAttention`` inside ``module`` to the SDPA forward."""
+    from torchscale.component.multihead_attention import MultiheadAttention
+
+    sdpa_cls = type("SdpaMultiheadAttention", (MultiheadAttention,), {"forward": _sdpa_forward})
+    for sub in module.modules():
+        if type(sub) is MultiheadAttention:
+            sub.__class__ = sdpa_cls
+
+
 class BEiT3Union(nn.Module):
     """BEiT-3 as a union encoder (same output interface as designs A and B).
 
@@ -76,6 +135,7 @@ class BEiT3Union(nn.Module):
         super().__init__()
         beit3_cls, _ = _torchscale()
         self.beit3 = beit3_cls(beit3_encoder_config(config))
+        _use_sdpa(self.beit3)
         self.dim = config.beit3_width
         self.grid = config.grid
 
