@@ -118,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     seg.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     seg.add_argument("--threads", type=int, metavar="N", help="CPU threads for the model")
+    seg.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16", "int8"),
+        help="auto (default: fastest within the fidelity bar) | fp32 | bf16 | int8",
+    )
     seg.add_argument("--threshold", type=float, default=0.5, help="probability cut (default 0.5)")
     seg.add_argument("--min-area", type=float, default=0.0, metavar="M2", help="drop smaller (m²)")
     seg.add_argument("--simplify", type=float, default=0.0, metavar="M", help="map units")
@@ -193,7 +199,11 @@ def _load_segmenter(args: argparse.Namespace) -> Any:
     except ImportError as exc:  # pragma: no cover - packaging problem
         raise DependencyError(f"the model package cannot be imported ({exc})") from exc
     return load_segmenter(
-        args.checkpoint, config=args.config, device=args.device, threads=args.threads
+        args.checkpoint,
+        config=args.config,
+        device=args.device,
+        threads=args.threads,
+        precision=args.precision,
     )
 
 
@@ -203,7 +213,9 @@ def _describe_segmenter(args: argparse.Namespace) -> Any:
         return _load_segmenter(args)
     from .model.segmenter import describe_model
 
-    return describe_model(args.checkpoint, config=args.config, device=args.device)
+    return describe_model(
+        args.checkpoint, config=args.config, device=args.device, precision=args.precision
+    )
 
 
 def _read_aoi(value: str, crs: str | None) -> tuple[str, str | None]:

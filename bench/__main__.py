@@ -412,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench.cpu_report import bench_cpu_speed
 
         cpu_configs = ["test-tiny"] if args.quick else args.cpu_configs.split(",")
-        bench_cpu_speed(cpu_configs, 1 if args.quick else 3, out, report, rows)
+        bench_cpu_speed(cpu_configs, 1 if args.quick else 2, out, report, rows)
     m = report["machine"]
     table = (
         f"Machine: {m['cpu']}, {m['cpu_cores']} cores, torch {m['torch']} "

@@ -191,8 +191,12 @@ def case_mode(args: argparse.Namespace) -> dict[str, Any]:
     }
     tiles: list[dict[str, float]] = []
     z = None
+    if args.flops:  # the warm-up forward, counted
+        inputs = seg.model.prepare_inputs(image, [text])
+        result["flops"], result["stage_flops"] = count_flops(seg.model, inputs)
     with torch.inference_mode():
-        for i in range(args.tiles + 1):  # the first is a warm-up
+        warm = 0 if args.flops else 1  # the counted forward warmed the model up
+        for i in range(args.tiles + warm):
             for k in clock.seconds:
                 clock.seconds[k] = 0.0
             t0 = time.perf_counter()
@@ -206,6 +210,7 @@ def case_mode(args: argparse.Namespace) -> dict[str, Any]:
             t3 = time.perf_counter()
             if i == 0:
                 z = ((logits.float() + 1.0) / 2.0)[0, 0].numpy()
+            if i < warm:
                 continue
             stage = dict(clock.seconds)
             stage["heads"] = (t2 - t1) - sum(clock.seconds.values())
@@ -213,9 +218,6 @@ def case_mode(args: argparse.Namespace) -> dict[str, Any]:
     result["tile_s"] = statistics.median(t["total"] for t in tiles)
     result["stage_s"] = {k: statistics.median(t[k] for t in tiles) for k in tiles[0]}
     result["tiles_s"] = [t["total"] for t in tiles]
-    if args.flops:
-        inputs = seg.model.prepare_inputs(image, [text])
-        result["flops"], result["stage_flops"] = count_flops(seg.model, inputs)
     if args.z_out and z is not None:
         np.save(args.z_out, z.astype(np.float32))
     result["peak_rss_mib"] = _peak_rss_mib()
@@ -325,8 +327,9 @@ def fidelity(out: Path, config: str, modes: list[str]) -> dict[str, Any]:
     """Mask IoU and pixel agreement of each mode against fp32 on the bench tile.
 
     Random weights give ``z`` far below the published threshold 0.5 everywhere, so ``z`` is
-    scaled (the mask decoder's last hypernetwork layer is linear in its weights and stays
-    float32 in every mode) so that the fp32 mask covers 30 % of the tile.
+    scaled (the published ``z`` is linear in the weights of the mask decoder's last
+    hypernetwork layer, which stays float32 in every mode) so that the fp32 mask covers 30 %
+    of the tile; a mask already covering 5-95 % is compared as it is.
     """
     ref_path = out / f"z_{config}_fp32.npy"
     if not ref_path.is_file():
@@ -334,6 +337,8 @@ def fidelity(out: Path, config: str, modes: list[str]) -> dict[str, Any]:
     ref = np.load(ref_path)
     q = float(np.quantile(ref, 0.7))
     scale = 0.5 / q if q > 0 else 0.5 / float(np.abs(ref).max() or 1.0)
+    if 0.05 <= float((ref > 0.5).mean()) <= 0.95:
+        scale = 1.0  # the model's own decision already gives a mask worth comparing
     ref_mask = ref * scale > 0.5
     res: dict[str, Any] = {"scale": scale, "fp32_cover": float(ref_mask.mean())}
     for mode in modes:
