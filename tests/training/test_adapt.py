@@ -271,3 +271,28 @@ def test_text_field_and_reprojected_examples(scene: dict[str, Path], tmp_path: P
     assert [p.text for p in polys] == ["water", "the lake"]
     assert notes == ["1 feature(s) skipped: empty text"]
     assert polys[0].geometry.centroid.distance(_disc(*DISCS[0]).centroid) < 0.05
+
+
+def test_keep_pairs_hold_other_concepts_outside_the_taught_objects() -> None:
+    from backend.model.segmenter import load_segmenter
+    from training.adapt.data import keep_pairs, predict_tiles
+    from training.adapt.sampling import Tile
+
+    model = load_segmenter(config="test-tiny", device="cpu").model
+    rng = np.random.default_rng(1)
+    tiles = []
+    for k in range(3):
+        image = rng.integers(0, 255, size=(128, 128, 3)).astype(np.uint8)
+        taught = np.zeros((128, 128), bool)
+        taught[10 + k : 60, 20:90] = True
+        zone = np.ones((128, 128), bool)
+        zone[:, 120:] = False
+        tiles.append(Tile(image, zone, {"water": taught}, 0, 0, 0, "train"))
+    texts = ["the buildings", "the roads", "vegetation"]
+    pairs = keep_pairs(model, tiles, texts, per_tile=2, seed=0)
+    assert len(pairs) == 6 and {t for _, _, t in pairs} <= set(texts)
+    for image, mask, text in pairs:
+        tile = next(t for t in tiles if t.image is image)
+        assert not (mask & tile.masks["water"]).any() and not mask[:, 120:].any()
+        want = predict_tiles(model, image[None], text)[0] > 0.5
+        assert (mask == (want & tile.zone & ~tile.masks["water"])).all()

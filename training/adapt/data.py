@@ -55,17 +55,21 @@ def taught_pairs(tiles: Sequence[Tile]) -> list[tuple[np.ndarray, np.ndarray, st
 
 
 @torch.no_grad()
-def predict_tiles(model: nn.Module, images: np.ndarray, text: str,
+def predict_tiles(model: nn.Module, images: np.ndarray, text: str | Sequence[str],
                   batch_size: int = 4) -> np.ndarray:
-    """``(N, S, S)`` float32 probabilities of ``text`` on ``(N, S, S, 3)`` uint8 tiles."""
+    """``(N, S, S)`` float32 probabilities on ``(N, S, S, 3)`` uint8 tiles.
+
+    ``text`` is one text for every tile or one per tile (mixed in a batch).
+    """
     import torch.nn.functional as F
 
+    texts = [text] * len(images) if isinstance(text, str) else list(text)
     was_training = model.training
     model.eval()
     out = np.empty(images.shape[:3], dtype=np.float32)
     for a in range(0, len(images), batch_size):
         chunk = images[a : a + batch_size]
-        inputs = model.prepare_inputs(chunk, [text] * len(chunk))  # type: ignore[operator]
+        inputs = model.prepare_inputs(chunk, texts[a : a + len(chunk)])  # type: ignore[operator]
         logits = model(inputs).logits
         if logits.shape[-2:] != chunk.shape[1:3]:
             logits = F.interpolate(logits, size=chunk.shape[1:3], mode="bilinear",
@@ -76,7 +80,7 @@ def predict_tiles(model: nn.Module, images: np.ndarray, text: str,
 
 
 def keep_pairs(model: nn.Module, tiles: Sequence[Tile], texts: Sequence[str], per_tile: int,
-               seed: int, max_tiles: int = 8) -> list[tuple[np.ndarray, np.ndarray, str]]:
+               seed: int, max_tiles: int = 6) -> list[tuple[np.ndarray, np.ndarray, str]]:
     """The base model's answers for other concepts on the training tiles.
 
     Args:
@@ -96,20 +100,16 @@ def keep_pairs(model: nn.Module, tiles: Sequence[Tile], texts: Sequence[str], pe
     rng = np.random.default_rng([seed, 7])
     if len(tiles) > max_tiles:
         tiles = [tiles[i] for i in sorted(rng.choice(len(tiles), max_tiles, replace=False))]
-    chosen = [rng.choice(len(texts), size=min(per_tile, len(texts)), replace=False)
-              for _ in tiles]
-    images = np.stack([t.image for t in tiles])
+    jobs = [(i, texts[int(k)]) for i in range(len(tiles))
+            for k in rng.choice(len(texts), size=min(per_tile, len(texts)), replace=False)]
+    images = np.stack([tiles[i].image for i, _ in jobs])
+    prob = predict_tiles(model, images, [t for _, t in jobs])
     out = []
-    for k, text in enumerate(texts):
-        which = [i for i, c in enumerate(chosen) if k in c]
-        if not which:
-            continue
-        prob = predict_tiles(model, images[which], text)
-        for j, i in enumerate(which):
-            taught = np.zeros_like(tiles[i].zone)
-            for m in tiles[i].masks.values():
-                taught |= m
-            out.append((tiles[i].image, (prob[j] > 0.5) & tiles[i].zone & ~taught, text))
+    for (i, text), p in zip(jobs, prob, strict=True):
+        taught = np.zeros_like(tiles[i].zone)
+        for m in tiles[i].masks.values():
+            taught |= m
+        out.append((tiles[i].image, (p > 0.5) & tiles[i].zone & ~taught, text))
     return out
 
 
