@@ -97,6 +97,7 @@ def write_outputs(job: JobState, manifest: Manifest, outputs: dict[str, Path]) -
                     "gsd_m": [float(meta["gsd_m"])] * n,
                     "threshold": [float(meta["threshold"])] * n,
                     "created_at": [created_at] * n,
+                    "clicks": [""] * n,  # batch jobs are text-only
                     "source_raster": [path] * n,
                 }
                 writer.write(np.asarray(geoms, dtype=object), records)
