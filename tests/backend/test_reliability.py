@@ -555,7 +555,14 @@ def test_negative_coordinates_need_no_special_syntax(
     out.unlink()
 
 
-def test_allow_large_lets_a_planned_bomb_through_the_plan(world: SimpleNamespace) -> None:
+def test_allow_large_lets_a_planned_bomb_through_the_plan(
+    world: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backend import resources
+
+    # the streaming buffers of this plan need ~11 GiB: as if the machine had 64 GiB free (the
+    # memory check has its own tests; here only the tile limit is under test)
+    monkeypatch.setattr(resources, "available_bytes", lambda device: 64 * 1024**3)
     with pytest.raises(ResourceError, match="tiles"):
         validate_inputs(world.huge, "x", gsd_m=None, segmenter=RedSegmenter(image_size=1024))
     plan = validate_inputs(
