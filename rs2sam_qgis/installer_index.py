@@ -160,9 +160,14 @@ class Http:
         request = urllib.request.Request(
             url, method=method, headers={"Accept": accept, "User-Agent": "rs2sam-qgis"}
         )
+        return self.opener(url).open(request, timeout=self.timeout_s)  # nosec B310 - http(s)
+
+    def opener(self, url: str) -> Any:
+        """The opener for ``url`` (certificate checks off only for pip's trusted hosts)."""
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise ValueError(f"only http(s) indexes are measured, got {url!r}")
         host = urlsplit(url).hostname or ""
-        opener = self._insecure if host in self.settings.trusted_hosts else self._opener
-        return opener.open(request, timeout=self.timeout_s)  # nosec B310 - http(s) only
+        return self._insecure if host in self.settings.trusted_hosts else self._opener
 
     def read(self, url: str, accept: str = "*/*", limit: int = 64 << 20) -> tuple[bytes, str, str]:
         """``(body, content type, final url)`` of a GET."""

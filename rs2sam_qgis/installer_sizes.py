@@ -14,8 +14,11 @@ be read, the estimate says so (:attr:`SizeEstimate.complete` is False) instead o
 
 from __future__ import annotations
 
+import io
 import json
 import urllib.error
+import urllib.request
+import zipfile
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,6 +49,8 @@ except ImportError:  # pragma: no cover - depends on the interpreter
     )
     from pip._vendor.packaging.version import InvalidVersion, Version  # type: ignore[no-redef]
 
+RANGE_CHUNK = 64 * 1024
+"""Bytes per Range request when reading a wheel's directory and METADATA member."""
 MAX_PROJECTS = 120
 """Stop after this many projects (a runaway dependency tree is reported as incomplete)."""
 
@@ -109,6 +114,55 @@ def human_bytes(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.{2 if unit == 'GB' else 1}f} {unit}"
     return f"{n} B"
+
+
+class _RangeFile(io.RawIOBase):
+    """A read-only, seekable view of a remote file: every read is one HTTP Range request."""
+
+    def __init__(self, http: Http, url: str, size: int) -> None:
+        super().__init__()
+        self.http, self.url, self.size, self.pos = http, url, size, 0
+        self.requests = 0
+        self._block: tuple[int, bytes] = (0, b"")
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, buffer: Any) -> int:
+        want = min(len(buffer), self.size - self.pos)
+        if want <= 0:
+            return 0
+        start, block = self._block
+        if not (start <= self.pos and self.pos + want <= start + len(block)):
+            start, block = self.pos, self._fetch(self.pos, max(want, RANGE_CHUNK))
+            self._block = (start, block)
+        data = block[self.pos - start : self.pos - start + want]
+        buffer[: len(data)] = data
+        self.pos += len(data)
+        return len(data)
+
+    def _fetch(self, first: int, length: int) -> bytes:
+        self.requests += 1
+        if self.requests > 16:  # a directory needing more is not worth measuring
+            raise OSError(f"too many range requests for {self.url}")
+        last = min(first + length, self.size) - 1
+        request = urllib.request.Request(self.url, headers={"Range": f"bytes={first}-{last}"})
+        opener = self.http.opener(self.url)  # http(s) only
+        with opener.open(request, timeout=self.http.timeout_s) as resp:  # nosec B310
+            if resp.status != 206:
+                raise OSError(f"{self.url} ignores Range requests")
+            return bytes(resp.read(last - first + 1))
 
 
 class _LinkParser(HTMLParser):
@@ -229,12 +283,18 @@ class Resolver:
         return None if best is None else (best[1], best[2])
 
     def dependencies(self, f: IndexFile, extras: set[str]) -> list[Requirement] | None:
-        """Requirements from the file's metadata (None when the index does not serve it)."""
-        if not f.has_metadata:
+        """Requirements from the file's metadata (None when the index does not serve it).
+
+        The metadata file is asked for even when the page does not advertise it (some mirrors
+        drop the PEP 714 key but serve the file); sdists have none.
+        """
+        if not f.filename.endswith(".whl") and not f.has_metadata:
             return None
         try:
             body, _, _ = self.http.read(f.url + ".metadata")
         except (OSError, ValueError):
+            body = self._metadata_by_range(f)
+        if body is None:
             return None
         message = Parser().parsestr(body.decode("utf-8", errors="replace"))
         out = []
@@ -248,6 +308,22 @@ class Resolver:
             ):
                 out.append(req)
         return out
+
+    def _metadata_by_range(self, f: IndexFile) -> bytes | None:
+        """A wheel's ``*.dist-info/METADATA`` read with HTTP Range requests (a few kB).
+
+        For indexes that list no metadata files (some mirrors): the zip's directory and the one
+        member are read from the file's end; a server that ignores Range is not read further.
+        """
+        size = self.size_of(f)
+        if not f.filename.endswith(".whl") or not size:
+            return None
+        try:
+            with zipfile.ZipFile(_RangeFile(self.http, f.url, size)) as archive:
+                names = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+                return archive.read(names[0]) if names else None
+        except (OSError, ValueError, zipfile.BadZipFile, KeyError):
+            return None
 
     def size_of(self, f: IndexFile) -> int | None:
         """The index's stated size, else ``Content-Length`` of a HEAD request."""

@@ -57,11 +57,15 @@ class LocalIndex:
     Args:
         folder: Wheels (and their ``.metadata`` files).
         with_sizes: Put PEP 700 ``size`` into the JSON pages (else clients need HEAD).
+        metadata: Serve and advertise the PEP 658 ``.metadata`` files.
+
+    Files answer HTTP Range requests (206), as PyPI's file host does.
     """
 
-    def __init__(self, folder: Path, with_sizes: bool = True) -> None:
+    def __init__(self, folder: Path, with_sizes: bool = True, metadata: bool = True) -> None:
         self.folder = folder
         self.with_sizes = with_sizes
+        self.metadata = metadata  # False: like a mirror that serves no .metadata files
         self.requests: list[str] = []
         index = self
 
@@ -81,7 +85,13 @@ class LocalIndex:
                 if body is None:
                     self.send_error(404)
                     return
-                self.send_response(200)
+                wanted = re.fullmatch(r"bytes=(\d+)-(\d+)", self.headers.get("Range", ""))
+                if wanted and self.path.startswith("/files/"):
+                    first, last = int(wanted.group(1)), int(wanted.group(2))
+                    body = body[first : last + 1]
+                    self.send_response(206)
+                else:
+                    self.send_response(200)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -97,6 +107,8 @@ class LocalIndex:
         """Body and content type for ``path`` (None: 404)."""
         if path.startswith("/files/"):
             file = self.folder / path.removeprefix("/files/")
+            if file.name.endswith(".metadata") and not self.metadata:
+                return None, ""
             if file.is_file() and file.parent == self.folder:
                 return file.read_bytes(), "application/octet-stream"
             return None, ""
@@ -109,17 +121,16 @@ class LocalIndex:
         if "application/vnd.pypi.simple.v1+json" in accept:
             files = []
             for wheel in wheels:
-                item = {"filename": wheel.name, "url": f"/files/{wheel.name}", "hashes": {},
-                        "core-metadata": True}
+                item = {"filename": wheel.name, "url": f"/files/{wheel.name}", "hashes": {}}
+                if self.metadata:
+                    item["core-metadata"] = True
                 if self.with_sizes:
                     item["size"] = wheel.stat().st_size
                 files.append(item)
             data = {"meta": {"api-version": "1.1"}, "name": match.group(1), "files": files}
             return json.dumps(data).encode(), "application/vnd.pypi.simple.v1+json"
-        links = "".join(
-            f'<a href="/files/{w.name}" data-core-metadata="true">{w.name}</a><br>'
-            for w in wheels
-        )
+        meta = ' data-core-metadata="true"' if self.metadata else ""
+        links = "".join(f'<a href="/files/{w.name}"{meta}>{w.name}</a><br>' for w in wheels)
         return f"<html><body>{links}</body></html>".encode(), "text/html"
 
     def close(self) -> None:

@@ -91,6 +91,32 @@ def test_measure_follows_dependencies_and_adds_real_file_sizes(
         served.close()
 
 
+def test_measure_reads_dependencies_by_range_when_the_index_lists_no_metadata(
+    tmp_path: Path,
+) -> None:
+    """Some mirrors serve no .metadata files: the wheel's METADATA member is read with a few
+    Range requests from the end of the file, never the whole wheel."""
+    from rs2sam_qgis.installer_index import Http, PipSettings
+    from rs2sam_qgis.installer_sizes import Resolver
+
+    folder = tmp_path / "w"
+    top = make_wheel(folder, "rs2sam_probe", "1.1", requires=("rs2sam_dep>=2",))
+    dep = make_wheel(folder, "rs2sam_dep", "2.0")
+    for meta in folder.glob("*.metadata"):
+        meta.unlink()
+    served = LocalIndex(folder, metadata=False)
+    try:
+        resolver = Resolver(Http(PipSettings(index_url=served.url)), [served.url])
+        estimate = resolver.measure(["rs2sam_probe"])
+        assert [f.project for f in estimate.files] == ["rs2sam-probe", "rs2sam-dep"]
+        assert estimate.total_bytes == top.stat().st_size + dep.stat().st_size
+        assert estimate.complete
+        ranged = [r for r in served.requests if r.startswith("GET /files/") and "whl" in r]
+        assert ranged  # METADATA came from the wheels, by Range (the handler logs the GETs)
+    finally:
+        served.close()
+
+
 def test_measure_reports_what_it_could_not_measure(index: LocalIndex) -> None:
     from rs2sam_qgis.installer_index import Http, PipSettings
     from rs2sam_qgis.installer_sizes import Resolver
