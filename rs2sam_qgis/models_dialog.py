@@ -239,11 +239,17 @@ class ModelsDialog(QDialog):
                 )
                 return
             self.store.accept_licence(job)
+        from .runner import call_with_torch
+
         keep = self.keep_check.isChecked()
         self._start(
             tr("Getting {name}").format(name=job.name),
             lambda on_progress, is_cancelled: self.store.run(
-                job, keep_download=keep, on_progress=on_progress, is_cancelled=is_cancelled
+                job,
+                keep_download=keep,
+                on_progress=on_progress,
+                is_cancelled=is_cancelled,
+                run_import=call_with_torch,
             ),
             self._installed,
         )

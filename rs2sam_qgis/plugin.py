@@ -87,6 +87,9 @@ class Rs2SamPlugin:
         models.triggered.connect(self.show_models)
         self.iface.addPluginToRasterMenu(self.menu_name, models)
         self.models_action = models
+        from .remedies import PUBLISHED_MODEL, register_remedy
+
+        register_remedy(PUBLISHED_MODEL, tr("Get the published RS2-SAM 2 model…"), self.show_models)
         starting = not self.iface.mainWindow().isVisible()  # QGIS start-up, not a reload
         if starting and QgsSettings().value(DOCK_OPEN_KEY, False, type=bool):
             self.show_dock()  # before QGIS restores the window state: it returns to its place
@@ -105,6 +108,9 @@ class Rs2SamPlugin:
             self.models_dialog.deleteLater()
             self.models_dialog = None
         if self.models_action is not None:
+            from .remedies import PUBLISHED_MODEL, unregister_remedy
+
+            unregister_remedy(PUBLISHED_MODEL)
             self.models_action.triggered.disconnect(self.show_models)
             self.iface.removePluginRasterMenu(self.menu_name, self.models_action)
             self.models_action.setParent(None)

@@ -87,6 +87,21 @@ def call_on_backend_thread(fn: Callable[..., Any], *args: Any) -> Any:
     return executor.submit(fn, *args).result()
 
 
+def call_with_torch(fn: Callable[[], Any]) -> Any:
+    """``fn()`` (torch work other than a query: the model manager's import) on the backend thread.
+
+    The native libraries are isolated and torch is imported the safe way first (see
+    :func:`~.native_libs.prepare_torch_stack`), as for a query. Inline on the main thread.
+    """
+
+    def prepared() -> Any:
+        isolate_native_libraries()
+        prepare_torch_stack()
+        return fn()
+
+    return call_on_backend_thread(prepared)
+
+
 def shutdown_backend_thread() -> None:
     """Let the worker thread end once idle (plugin unload); a later run starts a new one."""
     with _executor_lock:

@@ -72,11 +72,11 @@ def _translate(err: BaseException, what: str, endpoint: str) -> DownloadError:
         status = getattr(getattr(err, "response", None), "status_code", "?")
         first = str(err).splitlines()[0][:200]
         return DownloadError(f"{endpoint} answered HTTP {status} for {what} ({first})")
-    if isinstance(err, httpx2.ProxyError):
-        proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or "?"
+    proxy = _proxy_for(endpoint)
+    if isinstance(err, httpx2.TransportError) and (proxy or isinstance(err, httpx2.ProxyError)):
         return DownloadError(
-            f"the proxy {proxy} failed for {endpoint} ({err}); check HTTPS_PROXY, HTTP_PROXY "
-            "and NO_PROXY"
+            f"cannot reach {endpoint} through the proxy {proxy or '?'} ({type(err).__name__}: "
+            f"{err}); check HTTPS_PROXY, HTTP_PROXY and NO_PROXY, or the proxy itself"
         )
     if isinstance(err, httpx2.TransportError):
         return DownloadError(
@@ -84,6 +84,20 @@ def _translate(err: BaseException, what: str, endpoint: str) -> DownloadError:
             "HF_ENDPOINT and the proxy variables"
         )
     return DownloadError(f"downloading {what} failed ({type(err).__name__}: {err})")
+
+
+def _proxy_for(endpoint: str) -> str:
+    """The proxy the environment sets for ``endpoint`` (without credentials), or ``""``."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all") or ""
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        return ""
+    shown = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    return f"{shown.scheme}://{shown.hostname}" + (f":{shown.port}" if shown.port else "")
 
 
 def _bar_class(progress: Progress, before: int, is_cancelled: Callable[[], bool] | None) -> type:

@@ -22,6 +22,7 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..errors import InputError, OutputError
 from .catalogue import PUBLISHED, SCALE, ModelRow, Records, default_models_dir
@@ -197,8 +198,17 @@ class ModelStore:
         keep_download: bool = False,
         on_progress: Callable[[ProgressState], None] | None = None,
         is_cancelled: Callable[[], bool] | None = None,
+        run_import: Callable[[Callable[[], Any]], Any] | None = None,
     ) -> Installed:
         """Download (resuming), verify, import and record.
+
+        Args:
+            job: From :meth:`prepare_get` / :meth:`prepare_import`.
+            keep_download: Keep the raw download after a successful import.
+            on_progress: Receives the progress of each stage (download, verify, import).
+            is_cancelled: Polled between chunks and tensors.
+            run_import: Runs the import (the torch part) when given, e.g. on the QGIS plugin's
+                backend thread; None runs it here.
 
         Raises:
             OutputError: Not enough disk space, or the model is installed already.
@@ -219,14 +229,22 @@ class ModelStore:
         folder = job.source.fetch(job.plan, on_progress=on_progress, is_cancelled=is_cancelled)
         self._verify(job, folder, on_progress)
         progress = Progress(on_progress, "import", job.import_bytes)
-        result = import_official(
-            folder,
-            job.out,
-            fp16=job.fp16,
-            gsd_m=job.gsd_m,
-            progress=lambda done, total: (setattr(progress, "total", total), progress.set(done)),
-            is_cancelled=is_cancelled,
-        )
+
+        def on_bytes(done: int, total: int) -> None:
+            progress.total = total
+            progress.set(done)
+
+        def do_import() -> Any:
+            return import_official(
+                folder,
+                job.out,
+                fp16=job.fp16,
+                gsd_m=job.gsd_m,
+                progress=on_bytes,
+                is_cancelled=is_cancelled,
+            )
+
+        result = run_import(do_import) if run_import is not None else do_import()
         records = Records(self.root)
         records.installed[job.name] = {
             "checkpoint": str(result.out),

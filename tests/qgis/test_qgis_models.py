@@ -108,3 +108,12 @@ def test_unreachable_hub_is_a_message_not_a_freeze(plugin, hub, monkeypatch):
     dialog.get_selected()
     assert wait_for(lambda: dialog.task is None, 60)
     assert dialog.status.text().startswith("Failed: cannot reach http://127.0.0.1:9")
+
+
+def test_the_published_model_remedy_opens_the_dialog(plugin, hub):
+    from rs2sam_qgis import remedies
+
+    (remedy,) = [r for r in remedies.registered() if r.key == remedies.PUBLISHED_MODEL]
+    assert remedy.label == "Get the published RS2-SAM 2 model…"
+    dialog = remedy.callback(remedies.RemedyContext(prompt="the river"))
+    assert dialog is plugin.models_dialog and dialog.isVisible()

@@ -38,6 +38,7 @@ def test_strong_and_weak_concepts_with_the_bundled_model(plugin, qgis_iface) -> 
     assert [r.key for r in remedies.registered()] == [remedies.PUBLISHED_MODEL, remedies.TEACH]
     remedies.unregister_remedy(remedies.PUBLISHED_MODEL)
     offered: list[remedies.RemedyContext] = []
+    remedies.unregister_remedy(remedies.PUBLISHED_MODEL)  # the model manager's; re-added below
     remedies.register_remedy(remedies.TEACH, "Teach from polygons…", offered.append)
     try:
         # strong: 'bare land' has mIoU 73.8 on the Dubai val split -> a note, no remedies box
