@@ -159,6 +159,11 @@ def extra_screenshots(plugin):
         dialog = InstallerDialog(report, parent=iface.mainWindow())
         dialog.show()
         settle(1.0)
+        for _ in range(240):  # the index check and the size measurement (about 30 s here)
+            if not dialog.checking:
+                break
+            settle(0.5)
+        settle(1.0)
         RESULT["installer_screenshot_saved"] = dialog.grab().save(CONFIG["installer_screenshot"])
         dialog.close()
     if CONFIG.get("processing_screenshot"):
