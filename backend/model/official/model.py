@@ -129,6 +129,9 @@ class OfficialRS2SAM2(OfficialParts, nn.Module):
             data = torch.frombuffer(bytearray(tokenizer_model), dtype=torch.uint8)
         self.register_buffer("tokenizer_model", data)
         self._tokenizer: XLMRTokenizer | None = None
+        # per-query constants, kept between the tiles of a query (cleared on load_state_dict)
+        self._token_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._pe_cache: dict[tuple[int, int, torch.dtype, torch.device], torch.Tensor] = {}
         self.register_load_state_dict_post_hook(_forget_tokenizer)
 
         self.register_buffer("sam_mean", _channel_stat(IMAGENET_MEAN), persistent=False)
@@ -167,9 +170,28 @@ class OfficialRS2SAM2(OfficialParts, nn.Module):
 
     # ------------------------------------------------------------------ preprocessing
     def tokenize(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Ids ``(N, L)`` and padding mask ``(N, L)`` (see :class:`XLMRTokenizer`)."""
+        """Ids ``(N, L)`` and padding mask ``(N, L)`` (see :class:`XLMRTokenizer`).
+
+        The tiles of one query repeat one caption: its tokens are made once and kept (the
+        last 32 caption lists).
+        """
         texts = [_check_text(text) for text in texts]  # cleaned: backend.text.normalize
-        return self.tokenizer(list(texts))
+        key = "\0".join(texts)
+        if key not in self._token_cache:
+            if len(self._token_cache) >= 32:
+                self._token_cache.pop(next(iter(self._token_cache)))
+            self._token_cache[key] = self.tokenizer(list(texts))
+        ids, pad = self._token_cache[key]
+        return ids.clone(), pad.clone()
+
+    def dense_pe(self, h: int, w: int, dtype: torch.dtype) -> torch.Tensor:
+        """The prompt encoder's dense positional encoding ``(1, C, h, w)``, made once per size."""
+        if torch.is_grad_enabled():  # training: no tensor is carried between steps
+            return self.sam_prompt_encoder.pe_layer((h, w)).unsqueeze(0).to(dtype)
+        key = (h, w, dtype, self.device)
+        if key not in self._pe_cache:
+            self._pe_cache[key] = self.sam_prompt_encoder.pe_layer((h, w)).unsqueeze(0).to(dtype)
+        return self._pe_cache[key]
 
     def prepare_inputs(
         self,
@@ -241,10 +263,18 @@ class OfficialRS2SAM2(OfficialParts, nn.Module):
 
         image_embed, high_res = self.encode_image(inputs.sam_images, text_feat)
         h, w = image_embed.shape[-2:]
-        image_pe = self.sam_prompt_encoder.pe_layer((h, w)).unsqueeze(0).to(image_embed.dtype)
+        image_pe = self.dense_pe(h, w, image_embed.dtype)
         image_embed = self.text_fusion(image_embed, image_pe, text_feat, None)
-        return Encoding(image_embed, image_pe, high_res, sparse, pseudo_mask, boundary_weight,
-                        text_feat, tuple(inputs.sam_images.shape[-2:]))
+        return Encoding(
+            image_embed,
+            image_pe,
+            high_res,
+            sparse,
+            pseudo_mask,
+            boundary_weight,
+            text_feat,
+            tuple(inputs.sam_images.shape[-2:]),
+        )
 
     def decode(
         self,
@@ -261,12 +291,15 @@ class OfficialRS2SAM2(OfficialParts, nn.Module):
         z = decode_prompts(self, enc, prompts).float()
         size = output_size or enc.input_hw
         up = F.interpolate(z, size=size, mode="bilinear", align_corners=False)
-        return ModelOutput(2.0 * up - 1.0, enc.pseudo_mask, enc.boundary_weight, enc.text_feat,
-                           2.0 * z - 1.0)
+        return ModelOutput(
+            2.0 * up - 1.0, enc.pseudo_mask, enc.boundary_weight, enc.text_feat, 2.0 * z - 1.0
+        )
 
 
 def _forget_tokenizer(module: nn.Module, _keys: object) -> None:
     module._tokenizer = None  # the buffer may hold a new model now
+    module._token_cache.clear()
+    module._pe_cache.clear()  # the prompt encoder's random Fourier matrix may be new
 
 
 def build_official_model(

@@ -204,3 +204,36 @@ def test_our_architecture_int8_meets_the_fidelity_bar(crops, config) -> None:
     ref = _masks(Segmenter(copy.deepcopy(model), precision="fp32"), crops)
     _assert_cover(ref)
     _assert_bar(ref, _masks(Segmenter(model, precision="int8"), crops))
+
+
+# ------------------------------------------------------------------ per-query constants
+def test_official_tokens_and_dense_pe_are_made_once_per_query(monkeypatch) -> None:
+    pytest.importorskip("torchscale")
+    pytest.importorskip("sentencepiece")
+    from backend.model.official.model import build_official_model
+
+    model = build_official_model("official-tiny", seed=0)
+    calls = {"tok": 0, "pe": 0}
+    tokenizer, pe_layer = model.tokenizer, model.sam_prompt_encoder.pe_layer
+    pe_forward = pe_layer.forward
+
+    def count_tok(texts):
+        calls["tok"] += 1
+        return tokenizer(texts)
+
+    def count_pe(size):
+        calls["pe"] += 1
+        return pe_forward(size)
+
+    monkeypatch.setattr(model, "_tokenizer", type("T", (), {"__call__": staticmethod(count_tok)})())
+    monkeypatch.setattr(pe_layer, "forward", count_pe)
+    seg = Segmenter(model, precision="fp32")
+    img = np.zeros((64, 64, 3), np.uint8)
+    first = seg.predict(img, "the tank")
+    again = seg.predict(img, "the tank")
+    assert calls == {"tok": 1, "pe": 1}
+    np.testing.assert_array_equal(first, again)
+    seg.predict(img, "the ship")
+    assert calls["tok"] == 2
+    model.load_state_dict(model.state_dict())  # new weights: nothing kept
+    assert not model._token_cache and not model._pe_cache
