@@ -132,7 +132,7 @@ def _make_standin(spec: str) -> Any:
 
 
 class SegmenterCache:
-    """Thread-safe cache of loaded segmenters keyed by (model choice, device).
+    """Thread-safe cache of loaded segmenters keyed by (model choice, device, precision).
 
     The GUI task and the Processing algorithm share one instance (:data:`CACHE`), so a model
     loaded once stays loaded for the QGIS session (or until :meth:`clear`).
@@ -140,15 +140,18 @@ class SegmenterCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._items: dict[tuple[ModelChoice, str], Any] = {}
+        self._items: dict[tuple[ModelChoice, str, str], Any] = {}
 
-    def get(self, choice: ModelChoice, device: str, threads: int | None) -> tuple[Any, float]:
+    def get(
+        self, choice: ModelChoice, device: str, threads: int | None, precision: str = "auto"
+    ) -> tuple[Any, float]:
         """Return a segmenter, loading it on a miss.
 
         Args:
             choice: Which model.
             device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` | ``mps``.
             threads: Torch CPU threads (applied on every call: the setting is process-wide).
+            precision: ``auto`` | ``fp32`` | ``bf16`` | ``int8`` (made once, at load).
 
         Returns:
             ``(segmenter, load_seconds)``; ``load_seconds`` is 0.0 on a cache hit.
@@ -156,7 +159,7 @@ class SegmenterCache:
         Raises:
             backend.errors.Rs2SamError: the checkpoint, config or device is invalid.
         """
-        key = (choice, device)
+        key = (choice, device, precision)
         with self._lock:  # one load at a time; a second caller waits and then hits the cache
             segmenter = self._items.get(key)
             load_seconds = 0.0
@@ -166,17 +169,21 @@ class SegmenterCache:
                     segmenter = _make_standin(choice.standin)
                 else:
                     segmenter = get_backend().load_segmenter(
-                        choice.checkpoint, config=choice.config, device=device, threads=threads
+                        choice.checkpoint,
+                        config=choice.config,
+                        device=device,
+                        threads=threads,
+                        precision=precision,
                     )
                 load_seconds = time.perf_counter() - start
                 self._items[key] = segmenter
         set_torch_threads(threads)
         return segmenter, load_seconds
 
-    def contains(self, choice: ModelChoice, device: str) -> bool:
+    def contains(self, choice: ModelChoice, device: str, precision: str = "auto") -> bool:
         """True when this model is loaded already (the next :meth:`get` is a cache hit)."""
         with self._lock:
-            return (choice, device) in self._items
+            return (choice, device, precision) in self._items
 
     def __len__(self) -> int:
         return len(self._items)

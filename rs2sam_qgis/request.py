@@ -59,6 +59,7 @@ class SegmentRequest:
         model: Which model.
         device: Torch device string.
         threads: Torch CPU threads.
+        precision: ``auto`` | ``fp32`` | ``bf16`` | ``int8`` (``backend.model.precision``).
         out_path: GeoPackage to write.
         layer_name: Name of the result layer.
         raster_layer_id: Layer id of the input (to insert the result above it); "" if none.
@@ -90,6 +91,7 @@ class SegmentRequest:
     source_name: str = ""
     gsd_m: float | None = None
     allow_large: bool = False
+    precision: str = "auto"
 
 
 @dataclass(frozen=True)

@@ -158,13 +158,16 @@ def run_segmentation(
     start = time.perf_counter()
 
     report(0.0)
-    say("load", stage_text("load", cold=not CACHE.contains(request.model, request.device)))
+    cold = not CACHE.contains(request.model, request.device, request.precision)
+    say("load", stage_text("load", cold=cold))
     isolate_native_libraries()  # before the backend first imports shapely/pyproj/rasterio
     import_start = time.perf_counter()
     if request.model.standin is None:
         prepare_torch_stack()  # torch, then triton deep-bound (QGIS desktop segfault otherwise)
     import_seconds = time.perf_counter() - import_start
-    segmenter, load_seconds = CACHE.get(request.model, request.device, request.threads)
+    segmenter, load_seconds = CACHE.get(
+        request.model, request.device, request.threads, request.precision
+    )
     if load_seconds > 0:
         load_seconds += import_seconds  # first load: count the torch import as loading
     if cancelled():

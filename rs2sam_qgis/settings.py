@@ -12,6 +12,8 @@ PREFIX = "rs2sam/"
 MAX_RECENT_QUERIES = 20
 EXTENT_MODES = ("canvas", "layer", "selection")
 """Visible map extent, full raster layer, selected polygon(s) of a vector layer."""
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+"""The backend's precision modes (``backend.model.precision``); ``auto`` is the default."""
 
 
 def default_threads() -> int:
@@ -32,6 +34,7 @@ class PluginSettings:
         checkpoint: Path of a ``.safetensors`` checkpoint; "" = the bundled default weights.
         device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` | ``mps``.
         threads: Torch CPU threads.
+        precision: ``auto`` | ``fp32`` | ``bf16`` | ``int8`` (backend.model.precision).
         output_dir: Folder for result GeoPackages; "" = next to the project (or a temp folder).
         memory_layer: Keep results as temporary memory layers instead of GeoPackages.
         extent_mode: One of :data:`EXTENT_MODES`.
@@ -46,6 +49,7 @@ class PluginSettings:
     checkpoint: str = ""
     device: str = "auto"
     threads: int = field(default_factory=default_threads)
+    precision: str = "auto"
     output_dir: str = ""
     memory_layer: bool = False
     extent_mode: str = "canvas"
@@ -83,6 +87,8 @@ def load_settings() -> PluginSettings:
     loaded.threshold = min(1.0, max(0.0, loaded.threshold))
     loaded.threads = max(1, loaded.threads)
     loaded.gsd_m = max(0.0, loaded.gsd_m)
+    if loaded.precision not in PRECISIONS:
+        loaded.precision = defaults.precision
     # RS2SAM_DEV_MODELS=1 also enables the developer models (tests, CI, desktop e2e)
     loaded.dev_models = loaded.dev_models or os.environ.get("RS2SAM_DEV_MODELS") == "1"
     return loaded

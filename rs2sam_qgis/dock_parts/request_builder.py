@@ -104,6 +104,7 @@ def build_segment_request(
         model=choice,
         device=values.device,
         threads=values.threads,
+        precision=values.precision,
         out_path=str(out),
         layer_name=name,
         raster_layer_id=layer.id(),

@@ -68,6 +68,7 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
     GSD = "GSD"
     DEVICE = "DEVICE"
     THREADS = "THREADS"
+    PRECISION = "PRECISION"
     PIXEL_SIZE = "PIXEL_SIZE"
     MODEL_CONFIG = "MODEL_CONFIG"
     ALLOW_LARGE = "ALLOW_LARGE"
@@ -117,6 +118,8 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
             "depend on the layer's resolution); 0 = the model's own, per concept of the text "
             "when the weights store it (bundled weights: vehicles 0.25, most others 1 m/px).\n"
             "DEVICE: auto, cpu, cuda or mps. THREADS: CPU threads for the model.\n"
+            "PRECISION: auto (default; the fastest mode within 2 % mask IoU of fp32 on this "
+            "device), fp32, bf16 (GPU, or a CPU with AVX-512 BF16 / AMX) or int8 (CPU).\n"
             "PIXEL_SIZE (advanced): read resolution, in layer CRS units, for layers without a "
             "local file (WMS/XYZ); 0 = native size when known.\n"
             "OUTPUT: an existing file is replaced, as with every Processing algorithm (the "
@@ -265,6 +268,7 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
             model=choice,
             device=self.parameterAsEnumString(parameters, self.DEVICE, context) or "auto",
             threads=self.parameterAsInt(parameters, self.THREADS, context) or default_threads(),
+            precision=self.parameterAsEnumString(parameters, self.PRECISION, context) or "auto",
             out_path=os.path.join(self._tmp_dir, "result.gpkg"),
             layer_name=text,
             raster_layer_id=layer.id(),

@@ -28,6 +28,7 @@ from ..i18n import tr
 from ..settings import default_threads
 
 DEVICES = ["auto", "cpu", "cuda", "mps"]
+PRECISIONS = ["auto", "fp32", "bf16", "int8"]
 
 
 def segment_parameters(
@@ -120,6 +121,11 @@ def segment_parameters(
     )
     threads.setFlags(threads.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
     params.append(threads)
+    precision = QgsProcessingParameterEnum(
+        ids.PRECISION, tr("Precision"), PRECISIONS, False, "auto", True, usesStaticStrings=True
+    )
+    precision.setFlags(precision.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
+    params.append(precision)
     pixel = QgsProcessingParameterNumber(
         ids.PIXEL_SIZE,
         tr("Read resolution for web layers (layer CRS units; 0 = native)"),

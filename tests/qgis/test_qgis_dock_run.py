@@ -297,7 +297,7 @@ def test_cancel_adds_nothing_and_leaves_no_file(plugin, qgis_iface, tmp_path) ->
     assert wait_for(lambda: plugin.controller.task is None, 60)
     from rs2sam_qgis.models import CACHE
 
-    (segmenter,) = [s for (choice, _), s in CACHE._items.items() if choice.standin]
+    (segmenter,) = [s for (choice, *_), s in CACHE._items.items() if choice.standin]
     assert 1 <= segmenter.calls < 16  # stopped between tiles: 256 px / 64 px tiles >= 16 tiles
     assert _layers().keys() == before.keys()
     assert not Path(task.request.out_path).exists()
@@ -502,7 +502,7 @@ def test_bundled_weights_cold_then_warm_on_the_demo_geotiff(
         )
     assert timings[0]["load_s"] > 0 and timings[1]["load_s"] == 0.0  # cached, not reloaded
     assert len(CACHE) == 1
-    ((choice, _device), segmenter) = next(iter(CACHE._items.items()))
+    ((choice, *_key), segmenter) = next(iter(CACHE._items.items()))
     assert choice == ModelChoice() and segmenter.checkpoint_sha256 == expected_sha
     record_property("bundled_weights_timings", json.dumps(timings))
     print("bundled weights in QGIS:", json.dumps(timings))
