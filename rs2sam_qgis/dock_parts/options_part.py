@@ -34,7 +34,7 @@ class OptionsPart:
         self.min_area_spin.setDecimals(1)
         self.min_area_spin.setSuffix(" m²")
         self.min_area_spin.setSpecialValueText(
-            tr("Auto: {n} px at the working resolution").format(n=AUTO_PIXELS)
+            tr("Auto ({n} px)").format(n=AUTO_PIXELS)  # short: the field is narrow
         )
         self.min_area_spin.setClearValue(AUTO)
         self.min_area_spin.setToolTip(
