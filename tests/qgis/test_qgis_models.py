@@ -88,6 +88,15 @@ def test_cancel_mid_download_imports_nothing(plugin, hub, tmp_path):
     assert not list((tmp_path / "models").glob("*.safetensors"))
     row = next(r for r in dialog.rows if r.name == "rrsisd")
     assert not row.installed and dialog.get_button.isEnabled()
+    # the next Get resumes the kept part with a Range request and finishes
+    hub.state.bytes_per_s = 0
+    before = len(hub.state.log)
+    dialog.select("rrsisd")
+    dialog.get_selected()
+    assert wait_for(lambda: dialog.status.text().startswith("Installed"), 240)
+    weights = [r for r in hub.state.log[before:] if r["path"].endswith("rrsisd/model.safetensors")]
+    ranges = [r["range"] for r in weights if r["method"] == "GET"]
+    assert len(ranges) == 1 and ranges[0].startswith("bytes=") and ranges[0] != "bytes=0-"
 
 
 def test_declined_licence_downloads_nothing(plugin, hub, tmp_path, qgis_iface):
