@@ -323,6 +323,10 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
         feedback.pushInfo(message)
         for warning in outcome.warnings:
             feedback.pushWarning(warning)
+        if outcome.quality_note:  # what the model's answers on this concept are worth
+            (feedback.pushWarning if outcome.quality_weak else feedback.pushInfo)(
+                outcome.quality_note
+            )
         log_info(f"segmentbytext {request.text!r}: {message} -> {self._destination}")
         return {
             self.OUTPUT: self._destination,

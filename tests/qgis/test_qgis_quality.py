@@ -123,3 +123,34 @@ def test_unload_disconnects_the_remedies(qgis_iface, clean_project) -> None:
     assert len(remedies.registered()) == 2
     instance.unload()
     assert remedies.registered() == []
+
+
+def test_processing_reports_the_note(qgis_processing, tmp_path) -> None:
+    import processing
+    from qgis.core import QgsProcessingFeedback
+
+    import rs2sam_qgis
+
+    class Feedback(QgsProcessingFeedback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.warnings: list[str] = []
+
+        def pushWarning(self, text: str) -> None:
+            self.warnings.append(text)
+            super().pushWarning(text)
+
+    instance = rs2sam_qgis.classFactory(None)
+    instance.initProcessing()
+    try:
+        feedback = Feedback()
+        processing.run(
+            "rs2sam:segmentbytext",
+            {"INPUT": str(DEMO_RASTER), "TEXT": "the river", "DEVICE": "cpu",
+             "OUTPUT": str(tmp_path / "river.gpkg")},
+            feedback=feedback,
+        )
+        assert any("The bundled model on 'water'" in w and "known failure" in w
+                   for w in feedback.warnings), feedback.warnings
+    finally:
+        instance.unload()
