@@ -230,7 +230,8 @@ class ModelsDialog(QDialog):
             self._failed(job.problem, "")
             return
         if not self.store.licence_accepted(job):
-            if not self.ask_licence(job.plan.label, job.licence_text):
+            shown = f"{job.describe()}\n\n{job.licence_text}"  # sizes and free space first
+            if not self.ask_licence(job.plan.label, shown):
                 self._failed(
                     tr("The licence of {label} was not accepted; nothing was downloaded.").format(
                         label=job.plan.label

@@ -8,7 +8,8 @@ import from other checkouts too (e.g. a worktree of an older commit), in the sam
 
 Needs about 8 GiB of memory to build the release; run it under the shared lock::
 
-    flock /tmp/rs2sam-bigmem.lock python tools/import_peak_rss.py --workdir /tmp/rss [--fp16]
+    flock /tmp/rs2sam-bigmem.lock python tools/import_peak_rss.py --workdir /tmp/rss [--fp16] \
+        [--layout safetensors|bin] [--tree OTHER_CHECKOUT ...]
 """
 
 from __future__ import annotations
@@ -46,8 +47,13 @@ def _spm() -> bytes:
     return out.getvalue()
 
 
-def write_large_release(folder: Path) -> None:
-    """``official-large`` with random weights, in the published layout (streamed to disk)."""
+def write_large_release(folder: Path, layout: str = "safetensors") -> None:
+    """``official-large`` with random weights, in the published layout.
+
+    Args:
+        folder: The release folder to write.
+        layout: ``"safetensors"`` (streamed to disk) or ``"bin"`` (``torch.save`` zip).
+    """
     from backend.model.official.keymap import to_release_key
     from backend.model.official.model import build_official_model
     from backend.model.official.stream import StreamEntry, stream_safetensors
@@ -60,7 +66,12 @@ def write_large_release(folder: Path) -> None:
         for k, v in model.state_dict().items()
         if k != "tokenizer_model"
     ]
-    stream_safetensors(folder / "model.safetensors", entries, {"format": "pt"}, sha_field="sha")
+    if layout == "bin":
+        import torch
+
+        torch.save({e.key: e.read() for e in entries}, folder / "pytorch_model.bin")
+    else:
+        stream_safetensors(folder / "model.safetensors", entries, {"format": "pt"}, sha_field="sha")
     config = {
         "architectures": ["EvfSamModel"],
         "model_type": "evf",
@@ -95,17 +106,20 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--tree", type=Path, action="append", default=[])
     parser.add_argument("--fp16", action="store_true")
+    parser.add_argument("--layout", choices=("safetensors", "bin"), default="safetensors")
     args = parser.parse_args()
-    release = args.workdir / "rrsisd"
-    if not (release / "model.safetensors").is_file():
+    release = args.workdir / f"rrsisd-{args.layout}"
+    weights = release / ("pytorch_model.bin" if args.layout == "bin" else "model.safetensors")
+    if not weights.is_file():
         t0 = time.perf_counter()
-        write_large_release(release)
+        write_large_release(release, args.layout)
         print(f"wrote {release} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-    file_gb = (release / "model.safetensors").stat().st_size / 1e9
+    file_gb = weights.stat().st_size / 1e9
     trees = args.tree or [Path(__file__).resolve().parents[1]]
     for tree in trees:
         row = measure(tree, release, args.workdir / "imported.safetensors", args.fp16)
         row |= {"tree": str(tree), "release_file_gb": file_gb, "fp16": args.fp16}
+        row["layout"] = args.layout
         print(json.dumps(row))
 
 
