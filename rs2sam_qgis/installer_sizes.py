@@ -36,18 +36,24 @@ try:  # QGIS's Python may lack the standalone package; pip always vendors it
     from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
     from packaging.version import InvalidVersion, Version
 except ImportError:  # pragma: no cover - depends on the interpreter
-    from pip._vendor.packaging.markers import default_environment  # type: ignore[no-redef]
-    from pip._vendor.packaging.requirements import (  # type: ignore[no-redef]
-        InvalidRequirement,
-        Requirement,
-    )
-    from pip._vendor.packaging.tags import sys_tags  # type: ignore[no-redef]
-    from pip._vendor.packaging.utils import (  # type: ignore[no-redef]
-        canonicalize_name,
-        parse_sdist_filename,
-        parse_wheel_filename,
-    )
-    from pip._vendor.packaging.version import InvalidVersion, Version  # type: ignore[no-redef]
+    try:
+        from pip._vendor.packaging.markers import default_environment  # type: ignore[no-redef]
+        from pip._vendor.packaging.requirements import (  # type: ignore[no-redef]
+            InvalidRequirement,
+            Requirement,
+        )
+        from pip._vendor.packaging.tags import sys_tags  # type: ignore[no-redef]
+        from pip._vendor.packaging.utils import (  # type: ignore[no-redef]
+            canonicalize_name,
+            parse_sdist_filename,
+            parse_wheel_filename,
+        )
+        from pip._vendor.packaging.version import (  # type: ignore[no-redef]
+            InvalidVersion,
+            Version,
+        )
+    except ImportError:  # no pip either: the dialog still opens and says what is missing
+        Requirement = None  # type: ignore[assignment,misc]
 
 RANGE_CHUNK = 64 * 1024
 """Bytes per Range request when reading a wheel's directory and METADATA member."""
@@ -351,6 +357,8 @@ class Resolver:
 
     def measure(self, requirements: Sequence[str], workers: int = 8) -> SizeEstimate:
         """Resolve ``requirements`` level by level and add up the chosen files' sizes."""
+        if Requirement is None:
+            raise RuntimeError("neither 'packaging' nor pip is installed in this Python")
         estimate = SizeEstimate()
         seen: set[str] = set()
         level = [Requirement(r) for r in requirements]
