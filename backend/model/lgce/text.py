@@ -57,7 +57,8 @@ class ClipBpeTokenizer:
         """``tokens`` ``(N, L)`` int64 and ``pad`` ``(N, L)`` bool (True after the end token)."""
         for text in texts:
             n = len(self._tok.encode(text)) + 2
-            if n > self.context_length:
+            if n > self.context_length and text != getattr(self, "_warned_text", None):
+                self._warned_text = text  # once per text, not once per tile
                 logger.warning(
                     "text has %d tokens, more than the model's context of %d; truncated: %s",
                     n,
@@ -127,7 +128,8 @@ class WordPieceTokenizer:
         rows = []
         for text in texts:
             ids = self.ids(text)
-            if len(ids) + 2 > self.context_length:
+            if len(ids) + 2 > self.context_length and text != getattr(self, "_warned_text", None):
+                self._warned_text = text  # once per text, not once per tile
                 logger.warning(
                     "text has %d tokens, more than the model's context of %d; truncated: %s",
                     len(ids) + 2,

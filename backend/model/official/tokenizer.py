@@ -123,12 +123,14 @@ class XLMRTokenizer:
         """``[<s>] + pieces + [</s>]``, cut to :attr:`max_tokens` (``</s>`` kept) with a warning."""
         ids = [BOS_ID, *self.piece_ids(text), EOS_ID]
         if len(ids) > self.max_tokens:
-            logger.warning(
-                "text has %d tokens, more than the model's %d; truncated: %s",
-                len(ids),
-                self.max_tokens,
-                quote_text(text),
-            )
+            if text != getattr(self, "_warned_text", None):  # once per text, not per tile
+                self._warned_text = text
+                logger.warning(
+                    "text has %d tokens, more than the model's %d; truncated: %s",
+                    len(ids),
+                    self.max_tokens,
+                    quote_text(text),
+                )
             ids = [*ids[: self.max_tokens - 1], EOS_ID]
         return ids
 
