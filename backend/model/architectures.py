@@ -160,3 +160,12 @@ register_architecture(
         "paper's adapters), for the released weights",
     )
 )
+register_architecture(
+    Architecture(
+        name="scoped",
+        config_class=".scoped_config:ScopedConfig",
+        builder=".scoped:build_scoped",
+        description="An adaptation scoped to its taught texts: the adapted weights answer "
+        "those, the parent's unchanged weights every other text (training.adapt)",
+    )
+)

@@ -296,3 +296,27 @@ def test_keep_pairs_hold_other_concepts_outside_the_taught_objects() -> None:
         assert not (mask & tile.masks["water"]).any() and not mask[:, 120:].any()
         want = predict_tiles(model, image[None], text)[0] > 0.5
         assert (mask == (want & tile.zone & ~tile.masks["water"])).all()
+
+
+def test_scoped_checkpoint_answers_taught_texts_with_the_adapted_weights(adapted) -> None:
+    import torch
+
+    from backend.model.checkpoint import read_header
+    from backend.model.segmenter import load_segmenter
+
+    _, out, _ = adapted
+    head = read_header(out)
+    assert head.architecture == "scoped" and head.config.texts == ("water",)
+    assert head.metadata["adaptation"]["scoped"] is True
+    seg = load_segmenter(out, device="cpu")
+    model = seg.model
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 255, size=(2, 128, 128, 3)).astype(np.uint8)
+    with torch.no_grad():
+        mixed = model(model.prepare_inputs(images, ["Water ", "the buildings"])).logits
+        inner = model.base.prepare_inputs(images, ["water", "the buildings"])
+        taught = model.adapted(inner).logits[0]
+        other = model.base(inner).logits[1]
+    assert torch.allclose(mixed[0], taught, atol=1e-5)
+    assert torch.allclose(mixed[1], other, atol=1e-5)
+    assert not torch.allclose(taught, model.base(inner).logits[0], atol=1e-3)

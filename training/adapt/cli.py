@@ -47,6 +47,9 @@ def add_adapt_parser(sub: Any) -> None:
     a.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     a.add_argument("--device", default="cpu")
     a.add_argument("--out", required=True, help="adapted checkpoint (.safetensors)")
+    a.add_argument("--all-texts", action="store_true",
+                   help="let the adapted weights answer every text (default: only the taught "
+                        "ones; the parent's weights, stored too, answer the rest)")
     a.add_argument("--overwrite", action="store_true")
     a.add_argument("--json", action="store_true", help="print the result as one JSON line")
 
@@ -74,7 +77,8 @@ def cmd_adapt(args: argparse.Namespace) -> None:
         budget_s=args.minutes * 60.0, max_steps=args.max_steps, gsd_m=args.gsd,
         holdout_fraction=args.holdout, batch_size=args.batch_size, lr=args.lr,
         keep_share=args.keep_share, max_tiles=args.max_tiles, seed=args.seed,
-        threads=args.threads or None, device=args.device, overwrite=args.overwrite)
+        threads=args.threads or None, device=args.device, overwrite=args.overwrite,
+        scoped=not args.all_texts)
 
     def progress(stage: str, fraction: float, text: str) -> None:
         if stage != "training":

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import time
 from collections.abc import Callable
@@ -238,6 +239,7 @@ def adapt(spec: AdaptSpec, progress: ProgressFn | None = None,
     if keep:
         sources.append(Source("keep", PairSet(keep, ["keep"] * len(keep)), 1))
     train_set = TrainSet(sources, int(model.config.image_size), ADAPT_AUGMENT, spec.seed)
+    parent = copy.deepcopy(model).eval() if spec.scoped else None
     check_cancel()
     left = spec.budget_s - (time.perf_counter() - t0) - t_val - 2.0
     minutes = max(1, int(np.ceil(max(left, 1.0) / 60)))
@@ -271,7 +273,8 @@ def adapt(spec: AdaptSpec, progress: ProgressFn | None = None,
                       examples_hash=examples_sha256(hashed), budget_s=spec.budget_s,
                       labelled_area=bool(spec.labelled_area), rasters=spec.rasters,
                       seed=spec.seed, concept_gsd={c: gsd for c in concepts if gsd})
-    result.weights_sha256 = _save(model, spec, meta)
+    meta["adaptation"]["scoped"] = spec.scoped
+    result.weights_sha256 = _save(_scope(model, parent, arch, result.model_texts), spec, meta)
     say("saving", 1.0, result.summary())
     return result
 
@@ -304,6 +307,17 @@ def _concept_gsd(model: nn.Module, meta: dict[str, Any], concepts: set[str]) -> 
     return float(gsd) if gsd else None
 
 
+def _scope(model: nn.Module, parent: nn.Module | None, arch: str,
+           texts: list[str]) -> nn.Module:
+    """The model to save: the adapted one, or (scoped) both with the taught texts."""
+    if parent is None:
+        return model
+    from backend.model.scoped import ScopedConfig, ScopedModel
+
+    _round_to_fp16(parent)
+    return ScopedModel(ScopedConfig(arch, model.config, tuple(texts)), parent, model)
+
+
 @torch.no_grad()
 def _round_to_fp16(model: nn.Module) -> None:
     """Round the weights to float16 in place: the file stores float16, scores match the file."""
@@ -314,8 +328,6 @@ def _round_to_fp16(model: nn.Module) -> None:
 
 def _save(model: nn.Module, spec: AdaptSpec, meta: dict[str, Any]) -> str:
     """Write the checkpoint atomically (float16; never-seen token rows pruned as shipped)."""
-    import copy
-
     from backend.model.checkpoint import save_checkpoint
 
     out = check_output(spec.out, [*spec.rasters, spec.examples], overwrite=spec.overwrite)

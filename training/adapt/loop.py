@@ -40,7 +40,7 @@ ADAPT_LOSS = LossConfig(
 )
 """The shipped default's loss (``nano_default_ft.yaml``)."""
 
-WARMUP_STEPS = 10
+WARMUP_STEPS = 3
 
 
 @dataclass

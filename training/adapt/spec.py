@@ -51,6 +51,9 @@ class AdaptSpec:
         device: ``auto`` | ``cpu`` | ``cuda`` ...
         overwrite: Replace an existing ``out``.
         expect_architecture: Refuse a base of another architecture (e.g. ``rs2sam2``).
+        scoped: Store the adaptation scoped to the taught texts: the checkpoint holds the
+            parent's weights too and answers every other text with them (no forgetting by
+            construction; twice the file size). False = the adapted weights answer all texts.
     """
 
     rasters: tuple[str, ...]
@@ -76,6 +79,7 @@ class AdaptSpec:
     device: str = "cpu"
     overwrite: bool = False
     expect_architecture: str | None = None
+    scoped: bool = True
 
 
 def _positive(value: float, name: str, fix: str) -> None:
