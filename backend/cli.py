@@ -141,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run even when the plan exceeds the limits (10,000 tiles or 4 h of model time)",
     )
+    seg.add_argument("--point", action="append", default=[], metavar="X,Y[,+|-]",
+                     help="a click in the raster's CRS next to the text (+ belongs, - does not; "
+                          "repeatable); the tiles holding it are predicted with it")
+    seg.add_argument("--points", metavar="FILE", help="clicks: lines X,Y[,+|-] or a GeoJSON")
     seg.add_argument("--quiet", action="store_true", help="no progress bar")
     seg.add_argument("-v", "--verbose", action="store_true", help="log details")
     seg.set_defaults(handler=_segment)
@@ -275,6 +279,10 @@ def _segment(args: argparse.Namespace) -> int:
         **common,
     )
     logger.info("plan: %d tiles of %d px", plan.n_tiles, plan.tile_px)
+    from .pipeline.clicks import parse_point, read_points
+
+    points = [parse_point(p) for p in args.point] + (read_points(args.points) if args.points
+                                                      else [])
     segmenter = _load_segmenter(args)
     from tqdm import tqdm
 
@@ -299,6 +307,7 @@ def _segment(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             allow_large=args.allow_large,
             progress=progress,
+            points=points,
             **aoi,
             **common,
         )

@@ -117,3 +117,30 @@ def test_merge_keeps_an_object_cut_by_the_region_whole():
     assert remove == [0]
     assert len(polys) == 1 and polys[0].equals(box(0, 0, 12, 10))
     assert scores[0] == pytest.approx((50 * 0.8 + 70 * 0.6) / 120)
+
+
+def test_cli_points(tmp_path, capsys):
+    import pyogrio
+
+    from backend.cli import main
+
+    path = _raster(tmp_path / "r.tif", 96, 96)
+    x, y = _xy(50.5, 40.5)
+    pts = tmp_path / "pts.txt"
+    pts.write_text(f"{x},{y},-\n")
+    out = tmp_path / "o.gpkg"
+    base = ["segment", str(path), "--text", "the red roof", "--config", "test-tiny",
+            "--device", "cpu", "--quiet", "--threshold", "0.3"]
+    assert main([*base, "--out", str(out), "--point", f"{x},{y},+", "--points", str(pts)]) == 0
+    meta, _, _, field_data = pyogrio.raw.read(out)
+    names = list(meta["fields"])
+    assert "clicks" in names
+    values = set(field_data[names.index("clicks")])
+    assert values <= {f"{x:.10g},{y:.10g},+;{x:.10g},{y:.10g},-"}
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "b.gpkg"), "--point", "1,2,?"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: point '1,2,?' must be") and "\n" not in err
+    assert main([*base, "--out", str(tmp_path / "c.gpkg"), "--point", f"{X0 - 50},{Y0}"]) == 2
+    assert "outside the raster" in capsys.readouterr().err
+    assert not (tmp_path / "b.gpkg").exists() and not (tmp_path / "c.gpkg").exists()
