@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--max-samples", type=int, default=0, help="fixed seeded subset (0 = all)")
     e.add_argument("--seed", type=int, default=2401,
                    help="seed of the --max-samples subset (a run's seed picks the same subset)")
+    e.add_argument("--types", default="",
+                   help="score only these expression types, e.g. class or position,ordinal")
     e.add_argument("--clicks", default="",
                    help="click curve: mIoU after each number of simulated clicks, e.g. 0,1,3,5 "
                         "(and NoC@85); models with a SAM 2 prompt encoder")
@@ -155,8 +157,15 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     info = init_distributed(device.type)
     try:
         model, _ = _load_eval_model(ckpt, device)
+        pool = list(range(len(ds)))
+        if args.types:
+            keep = {t.strip() for t in args.types.split(",") if t.strip()}
+            pool = [i for i in pool if ds.records[i].expr_type in keep]
+            if not pool:
+                raise InputError(f"--types {args.types!r}: no {args.split} sample has these types")
         eval_set = EvalSet(Source(Path(args.root).name or args.dataset, ds), model.image_size,
-                           subset_indices(len(ds), args.max_samples, args.seed))
+                           [pool[k] for k in subset_indices(len(pool), args.max_samples,
+                                                            args.seed)])
         if args.clicks:
             return _click_curve(args, model, eval_set, device)
         metrics = evaluate(model, eval_set, args.mode, device, args.precision, args.batch_size,
