@@ -207,6 +207,7 @@ class SegmentController(QObject):
         annotate_layer(layer, outcome.quality_note)
         insert_above_raster(layer, request.raster_layer_id)
         self.last_layer_id = layer.id()
+        self.dock.refine_part.set_answer(layer, request)  # clicks now refine this answer
         self._show_quality(outcome, request, layer.id())
         text = summary(outcome, layer.name())
         notes = [tr("Note: {warning}").format(warning=w) for w in outcome.warnings]

@@ -25,6 +25,7 @@ from .dock_parts.options_part import OptionsPart
 from .dock_parts.output_part import OutputPart
 from .dock_parts.quality_part import QualityPart
 from .dock_parts.query_part import QueryPart
+from .dock_parts.refine_part import RefinePart
 from .dock_parts.request_builder import build_segment_request
 from .dock_parts.run_part import RunPart
 from .dock_parts.teach_part import TeachPart
@@ -78,6 +79,7 @@ class SegmentDock(QgsDockWidget):
         self.inputs_part.connect_canvas()
         self.layer_follower = LayerFollower(self.layer_combo)
         self.teach_part = TeachPart(self)  # "Teach from these features" beside Run/Cancel
+        self.refine_part = RefinePart(self)  # Refine / Undo click / Clear clicks below them
 
     def _build_parts(self, settings: PluginSettings) -> None:
         body = self.body
@@ -229,6 +231,7 @@ class SegmentDock(QgsDockWidget):
         self.inputs_part.disconnect_canvas()
         self.layer_follower.disconnect()
         self.quality_part.cleanup()
+        self.refine_part.cleanup()
 
     # ------------------------------------------------------------------ slots
     def _update_model_info(self, *_args: object) -> None:

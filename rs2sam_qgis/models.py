@@ -86,7 +86,7 @@ def choice_problem(choice: ModelChoice) -> str | None:
     """Main-thread validation before a run: a user-readable problem, or None when fine."""
     if choice.standin is not None:
         kind = choice.standin.split(":", 1)[0]
-        if kind not in ("red", "constant", "sleep"):
+        if kind not in ("red", "click-red", "constant", "sleep"):
             return tr(
                 "Unknown stand-in {spec!r}; use standin:red, standin:constant:0.8 or "
                 "standin:sleep:2."
@@ -117,6 +117,8 @@ def _make_standin(spec: str) -> Any:
     kind, _, arg = spec.partition(":")
     if kind == "red":
         return standins.RedSegmenter()
+    if kind == "click-red":  # red, and takes clicks (the Refine tool's tests)
+        return standins.ClickRedSegmenter()
     if kind == "constant":
         return standins.ConstantSegmenter(float(arg) if arg else 1.0)
     if kind == "sleep":  # sleep:<seconds per tile>[:<tile px>]

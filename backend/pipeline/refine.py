@@ -104,7 +104,7 @@ def refine_raster(
         raster: The raster of the first answer.
         text: Its prompt.
         clicks: Every click so far, the new one included (raster CRS).
-        old_polygons: The current answer's polygons (raster CRS).
+        old_polygons: The current answer's polygons (raster CRS; shapely or WKB bytes).
         old_scores: Their ``score`` values.
         segmenter: A segmenter with ``predict_clicks``.
         new_click: The click whose tiles are re-run (default: the last of ``clicks``).
@@ -127,6 +127,10 @@ def refine_raster(
 
     if not clicks:
         raise InputError("refining needs at least one click")
+    import shapely
+
+    old_polygons = [shapely.from_wkb(g) if isinstance(g, bytes | bytearray) else g
+                    for g in old_polygons]
     if len(old_polygons) != len(old_scores):
         raise InputError(f"got {len(old_polygons)} polygons but {len(old_scores)} scores")
     clicks_segmenter_check(segmenter)
