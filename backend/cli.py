@@ -17,6 +17,9 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from .cli_args import parse_bands as _bands
+from .cli_args import parse_bbox as _bbox
+from .cli_args import parse_gsd as _gsd
 from .errors import Cancelled, DependencyError, InputError, Rs2SamError
 
 __all__ = ["main"]
@@ -51,40 +54,6 @@ class _UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise _UsageError(f"{self.prog}: {message} (see --help)")
-
-
-def _bbox(value: str) -> tuple[float, float, float, float]:
-    parts = [p.strip() for p in value.replace(" ", ",").split(",") if p.strip()]
-    try:
-        numbers = tuple(float(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--bbox {value!r} must be 4 numbers MINX,MINY,MAXX,MAXY"
-        ) from None
-    if len(numbers) != 4:
-        raise argparse.ArgumentTypeError(f"--bbox {value!r} must be 4 numbers MINX,MINY,MAXX,MAXY")
-    return numbers  # type: ignore[return-value]
-
-
-def _bands(value: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(p) for p in value.split(",") if p.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--bands {value!r} must be 1 or 3 band numbers, e.g. 1,2,3 or 4,3,2"
-        ) from None
-
-
-def _gsd(value: str) -> float | str | None:
-    if value in ("auto", "native"):
-        return None if value == "native" else "auto"
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--gsd {value!r} must be metres per pixel (e.g. 0.3), 'native' or 'auto'"
-        ) from None
-    return number
 
 
 def build_parser() -> argparse.ArgumentParser:
