@@ -191,6 +191,7 @@ def _entries(
             dtype if source_dtypes[official].is_floating_point else source_dtypes[official],
             shapes[official],
             partial(release.read, official),
+            partial(release.forget, official),
         )
         for official, ours in mapped.items()
     ]

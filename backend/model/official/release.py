@@ -192,10 +192,57 @@ class Release:
             return self._bin(where)[key]
         return where.read(key)
 
+    def forget(self, key: str) -> None:
+        """Drop the pages of a memory-mapped ``.bin`` tensor from this process (Linux).
+
+        ``.bin`` archives are memory-mapped (private, read-only use): pages a read touched stay
+        in the process until the map is closed. Telling the kernel they are not needed
+        (``MADV_DONTNEED``) keeps the import's resident memory near one tensor; a later access
+        would read them from the file again. Safetensors tensors own their memory: nothing to do.
+        """
+        where = self._index().get(key)
+        if isinstance(where, Path) and zipfile.is_zipfile(where):
+            _drop_pages(self._bin(where)[key], where)
+
     @property
     def nbytes(self) -> int:
         """Bytes of the weight files on disk."""
         return sum(f.stat().st_size for f in self.files)
+
+
+def _drop_pages(tensor: torch.Tensor, file: Path) -> None:
+    """``madvise(MADV_DONTNEED)`` over the pages of a tensor mapped from ``file``.
+
+    Only when ``/proc/self/maps`` shows the pages inside a mapping of ``file`` (so memory the
+    process owns is never touched); a no-op elsewhere (other systems, copied tensors).
+    """
+    import ctypes
+    import os
+
+    storage = tensor.untyped_storage()
+    page = os.sysconf("SC_PAGE_SIZE")
+    start = storage.data_ptr() // page * page
+    end = -(-(storage.data_ptr() + storage.nbytes()) // page) * page
+    if not any(a <= start and end <= b for a, b in _mapped_ranges(file)):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), 4)  # MADV_DONTNEED
+
+
+def _mapped_ranges(file: Path) -> list[tuple[int, int]]:
+    """Address ranges where ``file`` is mapped into this process (Linux; empty elsewhere)."""
+    target = str(file.resolve())
+    ranges = []
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                fields = line.split(maxsplit=5)
+                if len(fields) == 6 and fields[5].strip() == target:
+                    a, b = fields[0].split("-")
+                    ranges.append((int(a, 16), int(b, 16)))
+    except OSError:
+        return []
+    return ranges
 
 
 def _load_bin(file: Path) -> dict[str, torch.Tensor]:

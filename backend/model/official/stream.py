@@ -137,12 +137,14 @@ class StreamEntry:
         dtype: Dtype stored (the read tensor is converted to it).
         shape: Shape (checked against what ``read`` returns).
         read: Returns the tensor (any dtype); called once, when it is written.
+        after: Called once the tensor is written (e.g. to release memory-mapped pages).
     """
 
     key: str
     dtype: torch.dtype
     shape: tuple[int, ...]
     read: Callable[[], torch.Tensor]
+    after: Callable[[], None] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -233,6 +235,8 @@ def stream_safetensors(
                 f.write(data.data)
                 done += entry.nbytes
                 del tensor, data
+                if entry.after is not None:
+                    entry.after()
                 if progress is not None:
                     progress(done, total)
             sha = digest.hexdigest()
