@@ -30,8 +30,12 @@ def tensor_bytes(module: Any) -> int:
 
 
 def load_bytes(module: Any) -> int:
-    """Peak bytes to load a checkpoint into ``module``: file tensors + model copy + workspace."""
-    return 2 * tensor_bytes(module) + _WORKSPACE
+    """Peak bytes to load a checkpoint into ``module``: the model + workspace.
+
+    Tensors are read one at a time straight into the model's dtype
+    (:mod:`backend.model.stream_load`), so there is no second copy of the weights.
+    """
+    return tensor_bytes(module) + _WORKSPACE
 
 
 def available_bytes(device: Any = "cpu") -> int | None:

@@ -11,6 +11,9 @@ and the mask decoder's ``z`` for the fidelity comparison. The fp32 case also cou
 forward's FLOPs with ``torch.utils.flop_counter``. ``load`` writes a random-init checkpoint
 (fp32 or fp16) and loads it in a fresh process: peak RSS against the file's size.
 
+``gemm`` prints only the GEMM limits (a few seconds): with the ratios of the table in
+docs/benchmarks.md it estimates the seconds per tile on another CPU.
+
 ``official-large`` is built under ``flock /tmp/rs2sam-bigmem.lock`` (a shared machine).
 """
 
@@ -280,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--z-out", default="")
     p = sub.add_parser("load")
     p.add_argument("--checkpoint", required=True)
+    p = sub.add_parser("gemm", help="only this CPU's GEMM limits (seconds; for estimates)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p = sub.add_parser("write")
     p.add_argument("--config", required=True)
     p.add_argument("--out", required=True)
@@ -288,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.kind == "write":
         write_checkpoint(args.config, Path(args.out), fp16=args.fp16)
         print("BENCH_JSON {}")
+        return 0
+    if args.kind == "gemm":
+        print("BENCH_JSON " + json.dumps(gemm_limits(args.threads)))
         return 0
     import torch
 
