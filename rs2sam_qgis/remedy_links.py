@@ -1,8 +1,8 @@
-"""Connect the project's two remedies to the hook in :mod:`.remedies` once the dock exists.
+"""Connect the teaching remedy to the hook in :mod:`.remedies` once the dock exists.
 
-* **Get the published model** opens the model manager (``Rs2SamPlugin.show_models``).
-* **Teach from polygons** puts the prompt into *Find*, says in the status line what to do
-  (a polygon layer with a few examples, active), and focuses *Teach from these features…*.
+**Teach from polygons** puts the prompt into *Find*, says in the status line what to do (a
+polygon layer with a few examples, active), and focuses *Teach from these features…*. (The
+plugin registers **Get the published model** itself, with its Models menu entry.)
 """
 
 from __future__ import annotations
@@ -10,20 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from .i18n import tr
-from .remedies import PUBLISHED_MODEL, TEACH, RemedyContext, register_remedy, unregister_remedy
+from .remedies import TEACH, RemedyContext, register_remedy, unregister_remedy
 
 
 def connect_remedies(plugin: Any) -> None:
-    """Register both remedies for ``plugin`` (its dock must exist)."""
-    register_remedy(
-        PUBLISHED_MODEL, tr("Get the published model…"), lambda _ctx: plugin.show_models()
-    )
+    """Register the teaching remedy for ``plugin`` (its dock must exist)."""
     register_remedy(TEACH, tr("Teach from polygons…"), lambda ctx: _offer_teaching(plugin, ctx))
 
 
 def disconnect_remedies() -> None:
-    """Unregister them (plugin unload)."""
-    unregister_remedy(PUBLISHED_MODEL)
+    """Unregister it (plugin unload)."""
     unregister_remedy(TEACH)
 
 
