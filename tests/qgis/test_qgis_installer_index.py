@@ -135,3 +135,23 @@ def test_human_bytes() -> None:
     assert human_bytes(5_812_000_000) == "5.81 GB"
     assert human_bytes(912_400_000) == "912.4 MB"
     assert human_bytes(512) == "512 B"
+
+
+def test_pip_output_names_the_index_it_could_not_reach() -> None:
+    """pip 23's own lines (connection refused on the extra index, then 'no version')."""
+    from rs2sam_qgis.installer import unreachable_hosts
+
+    lines = [
+        "Looking in indexes: http://127.0.0.1:9/simple, http://127.0.0.1:8/whl/cpu",
+        "WARNING: Retrying (Retry(total=0, connect=None, read=None, redirect=None, "
+        "status=None)) after connection broken by 'NewConnectionError('<pip._vendor.urllib3."
+        "connection.HTTPConnection object at 0x7f>: Failed to establish a new connection: "
+        "[Errno 111] Connection refused')': /whl/cpu/rs2sam-probe/",
+        "ERROR: Could not find a version that satisfies the requirement x==1.0+cpu",
+        "Could not fetch URL https://download.pytorch.org/whl/cpu/torch/: There was a problem",
+    ]
+    assert unreachable_hosts(lines) == [
+        "http://127.0.0.1:8/whl/cpu",
+        "https://download.pytorch.org/whl/cpu/torch/",
+    ]
+    assert unreachable_hosts(["Successfully installed x-1.0"]) == []
