@@ -7,6 +7,9 @@ call time, so a change of the environment is honoured without restarting QGIS:
 * ``HF_ENDPOINT``: the hub or a mirror (default ``https://huggingface.co``);
 * ``HF_TOKEN``, or the token file under ``HF_HOME``, for gated or private repositories
   (``huggingface_hub`` reads them);
+* ``HF_HUB_CACHE`` / ``HF_HOME``: a file of the same commit already in the Hugging Face cache
+  (from ``hf download`` or another tool) is linked (or copied) from there instead of being
+  downloaded again; it is verified like a download;
 * ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY``: honoured by the HTTP client;
 * ``HF_HUB_OFFLINE=1``: refused with a clear message.
 
@@ -40,6 +43,16 @@ _MAX_LICENCE_CHARS = 20_000
 def hub_endpoint() -> str:
     """``HF_ENDPOINT`` (read now), without a trailing slash."""
     return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def hub_cache() -> Path:
+    """``HF_HUB_CACHE``, else ``HF_HOME/hub``, else ``~/.cache/huggingface/hub`` (read now)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface"
+    )
+    return Path(home).expanduser() / "hub"
 
 
 def _offline() -> bool:
@@ -301,6 +314,10 @@ class HubSource(Source):
                 before += spec.size
                 progress.set(before, spec.name)
                 continue
+            if self._from_cache(spec, revision, final):
+                before += spec.size
+                progress.set(before, spec.name)
+                continue
             url = hf_hub_url(self.repo_id, spec.remote, revision=revision, endpoint=self.endpoint)
             meta = self._call(
                 spec.remote, lambda u=url: get_hf_file_metadata(u, endpoint=self.endpoint)
@@ -331,6 +348,23 @@ class HubSource(Source):
             os.replace(part, final)
             before += spec.size
         return self.dest
+
+    def _from_cache(self, spec: FileSpec, revision: str, final: Path) -> bool:
+        """Link (or copy) ``spec`` from the Hugging Face cache when it holds this commit's file."""
+        import shutil
+
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(
+            self.repo_id, spec.remote, cache_dir=hub_cache(), revision=revision
+        )
+        if not isinstance(cached, str) or os.path.getsize(cached) != spec.size:
+            return False
+        try:
+            os.link(os.path.realpath(cached), final)
+        except OSError:
+            shutil.copyfile(cached, final)
+        return True
 
     def discard(self, plan: Plan) -> int:
         """Delete the download folder of this repository folder."""

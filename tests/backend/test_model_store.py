@@ -272,3 +272,21 @@ def test_cancel_mid_download_keeps_the_part_and_imports_nothing(tmp_path, hub, m
     assert {s.stage for s in seen} == {"download"}
     assert not list((tmp_path / "models").glob("*.safetensors"))
     assert store.prepare_get("rrsisd").download_bytes < job.plan.nbytes  # resumes from the part
+
+
+def test_a_file_in_the_hugging_face_cache_is_not_downloaded_again(tmp_path, hub, monkeypatch):
+    from huggingface_hub import constants, hf_hub_download
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    cache = tmp_path / "hf_home" / "hub"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    hf_hub_download(
+        "ReeF2025/RS2-SAM2", WEIGHTS, revision=commit, cache_dir=cache, endpoint=hub.url
+    )  # fmt: skip  (e.g. an earlier 'hf download')
+    before = len(hub.state.log)
+    done = _cli(_env(tmp_path, hub.url), "get", "rrsisd", "--accept-licence")
+    assert done.returncode == 0, done.stderr
+    assert _weights_requests(HubState(log=hub.state.log[before:])) == []
+    assert (tmp_path / "models" / "rs2sam2-rrsisd.safetensors").is_file()
+    assert len(list(cache.rglob("model.safetensors"))) == 1  # the cache is left as it was
