@@ -77,7 +77,7 @@ with rasterio.open(os.path.join(d, "ortho.gpkg"), "w", **profile) as dst:
     dst.write(src.read())
 """
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    python = str(ROOT / ".venv" / "bin" / "python")
+    python = sys.executable  # the interpreter running the suite (make test: the project venv)
     subprocess.run([python, "-c", script], check=True, env=env, cwd=ROOT)
     (folder / "ck_pickle.safetensors").write_bytes(pickle.dumps(_Bomb(marker), protocol=2))
     trunc = folder / "ck_trunc.safetensors"
