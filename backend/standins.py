@@ -8,11 +8,13 @@ No torch.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 
 import numpy as np
 
-__all__ = ["ConstantSegmenter", "RedSegmenter", "SleepSegmenter"]
+__all__ = ["BusySegmenter", "ConstantSegmenter", "RedSegmenter", "SleepSegmenter"]
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
@@ -142,3 +144,64 @@ class SleepSegmenter(_StandIn):
         for _ in range(4):  # fixed numpy work, independent of the image
             acc = np.sqrt(acc * acc + 1.0) - 1.0
         return self._red.predict(image, text)
+
+
+class BusySegmenter(_StandIn):
+    """Like :class:`SleepSegmenter`, but the time is spent computing on every core.
+
+    A model on the CPU keeps all cores busy while it predicts; a sleeping stand-in leaves them
+    free, which flatters work done meanwhile (reading the next tile ahead). This one runs
+    ``threads`` numpy loops (numpy releases the GIL for them) for ``seconds`` per
+    ``image_size``² image, then returns the red pixels. ``device`` is ``"cpu"``, as for a
+    model on the CPU.
+
+    Args:
+        seconds: Busy time per image of ``image_size`` x ``image_size`` (scaled by area).
+        threads: Cores kept busy (default: all of them).
+        image_size: Preferred tile size in pixels.
+        gsd_m: Working ground resolution in m/px; None = native.
+    """
+
+    name = "standin-busy"
+    device = "cpu"
+
+    def __init__(
+        self,
+        seconds: float = 0.2,
+        *,
+        threads: int | None = None,
+        image_size: int = 1024,
+        gsd_m: float | None = None,
+    ) -> None:
+        super().__init__(image_size=image_size, gsd_m=gsd_m)
+        if seconds < 0:
+            raise ValueError(f"seconds must be >= 0, got {seconds}")
+        self.seconds = float(seconds)
+        self.threads = max(1, threads or os.cpu_count() or 1)
+        self._red = RedSegmenter(image_size=image_size, gsd_m=gsd_m)
+
+    def predict(self, image: np.ndarray, text: str) -> np.ndarray:
+        """Red pixels after ``seconds`` (scaled by area) of work on ``threads`` cores."""
+        image = _check_image(image)
+        self.calls += 1
+        h, w = image.shape[:2]
+        deadline = time.perf_counter() + self.seconds * (h * w) / (self.image_size**2)
+        workers = [
+            threading.Thread(target=_spin, args=(deadline,)) for _ in range(self.threads - 1)
+        ]
+        for worker in workers:
+            worker.start()
+        _spin(deadline)
+        for worker in workers:
+            worker.join()
+        return self._red.predict(image, text)
+
+
+def _spin(deadline: float) -> None:
+    """Arithmetic on 4 MiB arrays (GIL released inside numpy) until ``deadline``."""
+    a = np.linspace(0.0, 1.0, 1 << 20, dtype=np.float32)
+    b = np.empty_like(a)
+    while time.perf_counter() < deadline:
+        for _ in range(2):
+            np.multiply(a, a, out=b)
+            np.sqrt(b, out=b)

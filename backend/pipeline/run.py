@@ -32,6 +32,7 @@ from .tiles import (
     batch_predictor,
     predict_tile_rows,
     tile_layout,
+    wants_read_ahead,
 )
 
 if TYPE_CHECKING:
@@ -145,7 +146,9 @@ def _predict_and_vectorise(
     )  # fmt: skip
     vectoriser = StripVectoriser(plan, reader, options, timings)
     predict = batch_predictor(segmenter, prompt.model_text, options.batch_size, clicks)
-    rows = predict_tile_rows(reader, plan, layout, predict, tiles, timings)
+    rows = predict_tile_rows(
+        reader, plan, layout, predict, tiles, timings, read_ahead=wants_read_ahead(segmenter)
+    )
     with closing(rows):  # the read-ahead thread ends even when vectorising fails
         for block, first, last in rows:
             vectoriser.push(block, first, last=last)

@@ -241,6 +241,26 @@ class _Reads:
         self._pool.shutdown(wait=True)
 
 
+def wants_read_ahead(segmenter: SegmenterLike) -> bool:
+    """Whether to read the next tiles while ``segmenter`` predicts the current ones.
+
+    The segmenter's own ``read_ahead`` attribute decides when it has one (True / False);
+    otherwise reading ahead is on unless the model runs on the CPU (``device`` ``"cpu"``),
+    where the read competes with the model for the same cores (``python -m bench.coldstart``
+    measures both with a sleeping and a busy-cores stand-in; docs/benchmarks.md).
+    """
+    explicit = getattr(segmenter, "read_ahead", None)
+    if explicit is not None:
+        return bool(explicit)
+    device = getattr(segmenter, "device", None)
+    kind = str(getattr(device, "type", device) or "").split(":")[0]
+    return kind not in READ_INLINE_ON
+
+
+READ_INLINE_ON: frozenset[str] = frozenset()
+"""Device types whose models get their tiles read inline (no read-ahead thread)."""
+
+
 def batch_predictor(
     segmenter: SegmenterLike, model_text: str, batch_size: int, clicks: TileClicks | None = None
 ) -> Callable[[list[np.ndarray], list[TileBox]], list[Any]]:
