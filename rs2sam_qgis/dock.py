@@ -31,6 +31,7 @@ from .dock_parts.run_part import RunPart
 from .dock_parts.teach_part import TeachPart
 from .i18n import tr
 from .layer_input import InputProblem
+from .preload import ModelPreloader
 from .remedies import RemedyContext
 from .request import SegmentRequest
 from .settings import PluginSettings, remember_query
@@ -80,6 +81,7 @@ class SegmentDock(QgsDockWidget):
         self.layer_follower = LayerFollower(self.layer_combo)
         self.teach_part = TeachPart(self)  # "Teach from these features" beside Run/Cancel
         self.refine_part = RefinePart(self)  # Refine / Undo click / Clear clicks below them
+        self.preloader = ModelPreloader(self)  # the model loads when the dock opens
 
     def _build_parts(self, settings: PluginSettings) -> None:
         body = self.body

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -79,12 +79,20 @@ def call_on_backend_thread(fn: Callable[..., Any], *args: Any) -> Any:
     """
     if threading.current_thread() is threading.main_thread():
         return fn(*args)
+    return submit_on_backend_thread(fn, *args).result()
+
+
+def submit_on_backend_thread(fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    """Queue ``fn(*args)`` on the plugin's one backend thread; returns at once.
+
+    Work runs there in the order it was queued (the dock's model preload, then a query).
+    """
     with _executor_lock:
         executor = _executor.get("pool")
         if executor is None:
             executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rs2sam-backend")
             _executor["pool"] = executor
-    return executor.submit(fn, *args).result()
+    return executor.submit(fn, *args)
 
 
 def call_with_torch(fn: Callable[[], Any]) -> Any:

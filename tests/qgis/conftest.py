@@ -23,6 +23,10 @@ from qgis_helpers import (
     write_geotiff,
 )
 
+# the dock preloads its model when it opens (rs2sam_qgis/preload.py); the other tests count
+# model loads and read the status line, so it is off unless a test turns it on
+os.environ.setdefault("RS2SAM_PRELOAD", "0")
+
 
 @pytest.fixture
 def red_square_tif(tmp_path: Path) -> Path:
