@@ -71,6 +71,7 @@ class SegmentRequest:
         gsd_m: Working ground resolution in m/px to resample to; None = the model's own
             (the checkpoint's per-concept table, else its ``gsd_m``; bundled weights:
             vehicles 0.25 m/px, most others 1 m/px).
+        points: Clicks next to the text, ``"x,y,+;x,y,-"`` in the raster's CRS ("" = none).
     """
 
     text: str
@@ -92,6 +93,7 @@ class SegmentRequest:
     gsd_m: float | None = None
     allow_large: bool = False
     precision: str = "auto"
+    points: str = ""
 
 
 @dataclass(frozen=True)

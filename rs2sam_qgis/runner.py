@@ -198,6 +198,8 @@ def run_segmentation(
         "allow_large": request.allow_large,
         "stage": lambda key, done, total: say(key, stage_text(key, done, total)),
     }
+    if request.points:  # clicks next to the text ("x,y,+;x,y,-", raster CRS)
+        options["points"] = backend_module("pipeline.clicks").parse_clicks(request.points)
     if request.aoi_wkt:  # selected polygons: the backend keeps only pixels inside them
         options["aoi"] = request.aoi_wkt
         options["aoi_crs"] = request.aoi_crs or request.bbox_crs

@@ -72,6 +72,7 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
     PIXEL_SIZE = "PIXEL_SIZE"
     MODEL_CONFIG = "MODEL_CONFIG"
     ALLOW_LARGE = "ALLOW_LARGE"
+    POINTS = "POINTS"
     OUTPUT = "OUTPUT"
     POLYGONS = "POLYGONS"
     AREA_M2 = "AREA_M2"
@@ -122,6 +123,8 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
             "device), fp32, bf16 (GPU, or a CPU with AVX-512 BF16 / AMX) or int8 (CPU).\n"
             "PIXEL_SIZE (advanced): read resolution, in layer CRS units, for layers without a "
             "local file (WMS/XYZ); 0 = native size when known.\n"
+            "POINTS (advanced): clicks next to the text, 'x,y,+;x,y,-' in the raster's CRS "
+            "(+ belongs, - does not), e.g. the clicks field of a refined answer.\n"
             "OUTPUT: an existing file is replaced, as with every Processing algorithm (the "
             "rs2sam command line instead refuses unless --overwrite is given).\n\n"
             "Needs torch, sam2 and open_clip_torch in QGIS's Python: Raster > RS2-SAM > "
@@ -277,6 +280,7 @@ class SegmentByTextAlgorithm(QgsProcessingAlgorithm):
             aoi_crs=aoi_crs,
             gsd_m=self.parameterAsDouble(parameters, self.GSD, context) or None,
             allow_large=self.parameterAsBool(parameters, self.ALLOW_LARGE, context),
+            points=self.parameterAsString(parameters, self.POINTS, context) or "",
         )
         return True
 

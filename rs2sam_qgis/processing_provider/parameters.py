@@ -144,6 +144,12 @@ def segment_parameters(
     )
     large.setFlags(large.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
     params.append(large)
+    points = QgsProcessingParameterString(
+        ids.POINTS, tr("Clicks next to the text (x,y,+;x,y,- in the raster CRS; optional)"), "",
+        False, True,
+    )
+    points.setFlags(points.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
+    params.append(points)
     # Hidden developer parameter: random-init registry config ("test-tiny") or a stand-in
     # ("standin:red") for tests and CI without weights. Not shown in any dialog.
     dev = QgsProcessingParameterString(

@@ -98,3 +98,36 @@ def test_refine_tool_clicks_update_the_answer_layer_with_undo(
         messages(qgis_iface, "Warning")
     part.refine_button.setChecked(False)
     assert canvas.mapTool() is not part.tool
+
+
+def test_processing_points_reproduce_a_refined_answer(
+    qgis_processing, qgis_iface, red_square_tif, tmp_path
+) -> None:
+    import processing
+    from qgis.core import QgsApplication, QgsGeometry, QgsPointXY, QgsVectorLayer
+
+    import rs2sam_qgis
+
+    instance = rs2sam_qgis.classFactory(None)
+    instance.initProcessing()
+    assert QgsApplication.processingRegistry().providerById("rs2sam") is not None
+    try:
+        px, py = ORIGIN_X + 50.5, ORIGIN_Y - 50.5
+        clicks = f"{px},{py},+"
+        out = tmp_path / "out.gpkg"
+        result = processing.run("rs2sam:segmentbytext", {
+            "INPUT": str(red_square_tif), "TEXT": "the red square", "DEVICE": "cpu",
+            "MODEL_CONFIG": "standin:click-red", "POINTS": clicks, "OUTPUT": str(out)})
+        assert result["POLYGONS"] == 2  # the red square + the positive click's square
+        layer = QgsVectorLayer(str(out), "out", "ogr")
+        assert any(f.geometry().contains(QgsGeometry.fromPointXY(QgsPointXY(px, py)))
+                   for f in layer.getFeatures())
+        assert {f["clicks"] for f in layer.getFeatures()} == {f"{px:.10g},{py:.10g},+"}
+        with pytest.raises(Exception, match="point"):
+            processing.run("rs2sam:segmentbytext", {
+                "INPUT": str(red_square_tif), "TEXT": "the red square", "DEVICE": "cpu",
+                "MODEL_CONFIG": "standin:click-red", "POINTS": "1,2,?",
+                "OUTPUT": str(tmp_path / "bad.gpkg")})
+        assert not (tmp_path / "bad.gpkg").exists()
+    finally:
+        instance.unload()
