@@ -300,8 +300,8 @@ class HubSource(Source):
         revision = str(plan.origin["revision"])
         self.dest.mkdir(parents=True, exist_ok=True)
         record = self._record()
-        if record.get("revision") != revision:  # another commit: its parts are not ours
-            for stale in self.dest.rglob("*.part"):
+        if record.get("revision") != revision:  # another commit: its files are not ours
+            for stale in [p for p in self.dest.rglob("*") if p.is_file()]:
                 stale.unlink()
             record = {"revision": revision, "etags": {}}
         (self.dest / _RECORD).write_text(json.dumps(record))
