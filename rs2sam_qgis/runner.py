@@ -166,6 +166,8 @@ def run_segmentation(
     start = time.perf_counter()
 
     report(0.0)
+    # clicks next to the text ("x,y,+;x,y,-", raster CRS): refused before the model loads
+    points = backend_module("pipeline.clicks").parse_clicks(request.points)
     cold = not CACHE.contains(request.model, request.device, request.precision)
     say("load", stage_text("load", cold=cold))
     isolate_native_libraries()  # before the backend first imports shapely/pyproj/rasterio
@@ -198,8 +200,8 @@ def run_segmentation(
         "allow_large": request.allow_large,
         "stage": lambda key, done, total: say(key, stage_text(key, done, total)),
     }
-    if request.points:  # clicks next to the text ("x,y,+;x,y,-", raster CRS)
-        options["points"] = backend_module("pipeline.clicks").parse_clicks(request.points)
+    if points:
+        options["points"] = points
     if request.aoi_wkt:  # selected polygons: the backend keeps only pixels inside them
         options["aoi"] = request.aoi_wkt
         options["aoi_crs"] = request.aoi_crs or request.bbox_crs

@@ -386,3 +386,4 @@ def _refuse_input_as_output(destination: str, layer: QgsRasterLayer) -> None:
         backend_module("pipeline.plan").check_not_an_input(path, [i for i in inputs if i])
     except backend_module("errors").OutputError as exc:
         raise QgsProcessingException(str(exc)) from exc
+
