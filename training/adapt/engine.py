@@ -229,7 +229,9 @@ def adapt(spec: AdaptSpec, progress: ProgressFn | None = None,
     say("validating", 0.1, f"Scoring the base model on {len(holdout)} hold-out tile(s)…")
     before = score_tiles(model, holdout)
     t_val = time.perf_counter() - t_val
-    keep = keep_pairs(model, train, _keep_texts(model, concepts) if spec.keep_share else [],
+    # a scoped model answers other texts with the parent's weights: nothing to keep
+    keeping = spec.keep_share > 0 and not spec.scoped
+    keep = keep_pairs(model, train, _keep_texts(model, concepts) if keeping else [],
                       KEEP_TEXTS_PER_TILE, spec.seed)
     taught = taught_pairs(train)
     repeat = 1
