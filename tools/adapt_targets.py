@@ -77,7 +77,7 @@ def _adapt(raster: Path, examples: Path, text: str, out: Path, args: argparse.Na
     spec = AdaptSpec(rasters=(str(raster),), examples=str(examples), text=text, out=str(out),
                      labelled_area=str(area) if area else None, budget_s=args.minutes * 60,
                      threads=args.threads, seed=args.seed, overwrite=True, lr=args.lr,
-                     scoped=not args.all_texts)
+                     batch_size=args.batch_size, scoped=not args.all_texts)
     r = adapt(spec)
     return {"holdout_before": r.before["iou"], "holdout_after": r.after["iou"],
             "steps": r.steps, "seconds": round(r.seconds, 1), "notes": r.notes}
@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=5.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--all-texts", action="store_true", help="unscoped adaptation")
     p.add_argument("--holdout-index", type=int, default=2, help="spacenet: footprint scored")
     p.add_argument("--out-dir", required=True)

@@ -70,7 +70,8 @@ def _spec(scene: dict[str, Path], out: Path, **kw):
     args = {"rasters": (str(scene["raster"]),), "examples": str(scene["water"]),
             "text": "water", "out": str(out), "config": "test-tiny",
             "labelled_area": str(scene["area"]), "budget_s": 600.0, "max_steps": 60,
-            "threads": 1, "seed": 0, "max_tiles": 12, "keep_share": 0.0, "lr": 1e-2}
+            "threads": 1, "seed": 0, "max_tiles": 12, "keep_share": 0.0, "lr": 1e-2,
+            "batch_size": 4}
     args.update(kw)
     return AdaptSpec(**args)
 

@@ -38,8 +38,8 @@ def add_adapt_parser(sub: Any) -> None:
                    help="working resolution m/px (default: the base's for the concept)")
     a.add_argument("--holdout", type=float, default=0.25,
                    help="share of the examples' area held out for the before/after IoU")
-    a.add_argument("--batch-size", type=int, default=4)
-    a.add_argument("--lr", type=float, default=2e-4)
+    a.add_argument("--batch-size", type=int, default=2)
+    a.add_argument("--lr", type=float, default=5e-4)
     a.add_argument("--keep-share", type=float, default=0.3,
                    help="share of samples that keep the other concepts (0 = off)")
     a.add_argument("--max-tiles", type=int, default=32, help="training tiles per raster")

@@ -70,8 +70,8 @@ class AdaptSpec:
     max_steps: int = 0
     gsd_m: float | None = None
     holdout_fraction: float = 0.25
-    batch_size: int = 4
-    lr: float = 2e-4
+    batch_size: int = 2
+    lr: float = 5e-4
     keep_share: float = 0.3
     max_tiles: int = 32
     seed: int = 0
