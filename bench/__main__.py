@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="comma list of P1,P2,P3,P4,P5,V,SAMGEO,BATCH,CPU (or SLEEP: the stand-in cases)",
+        help="comma list of P1,P2,P3,P4,P5,V,SAMGEO,BATCH,CPU,COLD (or SLEEP: the stand-in cases)",
     )
     parser.add_argument(
         "--cpu-configs",
@@ -408,6 +408,10 @@ def main(argv: list[str] | None = None) -> int:
         bench_train(models, 2 if args.quick else 5, args.runs, report, rows)
     if "V" not in skip:
         bench_vectorize(1024 if args.quick else 2048, args.runs, report, rows)
+    if "COLD" not in skip and not args.quick:  # the first answer (issue 27): bench/coldstart.py
+        from bench.coldstart import bench_first_answer
+
+        bench_first_answer([1000, 4000, 10000], 2, out, report, rows)
     if "CPU" not in skip and not args.quick:  # its harness is tested by tests/test_bench_cpu.py
         from bench.cpu_report import bench_cpu_speed
 

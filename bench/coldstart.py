@@ -206,6 +206,16 @@ def rows(report: dict[str, Any], sizes: list[int]) -> list[str]:
     return out
 
 
+def bench_first_answer(
+    sizes: list[int], runs: int, out: Path, report: dict[str, Any], table: list[str]
+) -> None:
+    """The ``make bench`` rows of this module (``COLD`` in ``--skip`` drops them)."""
+    got = run(sizes, runs, out / "data")
+    report["cases"]["first_answer"] = got
+    report["summary"]["first answer: cold / import torch"] = got["cold"]["ratio"]
+    table.extend(rows(got, sizes))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000, 10000])
