@@ -62,12 +62,15 @@ def _import_torch_s() -> float:
     return time.perf_counter() - t0
 
 
-def child_cold(raster1: str, raster4: str, out_dir: str) -> dict[str, Any]:
-    """Import, load the bundled model, first answer at 1 Mpx; then warm 1 and 4 Mpx."""
+def child_cold(raster1: str, raster4: str, out_dir: str, threads: str = "0") -> dict[str, Any]:
+    """Import, load the bundled model, first answer at 1 Mpx; then warm 1 and 4 Mpx.
+
+    ``threads`` "0" = the backend's default torch threads.
+    """
     t0 = time.perf_counter()
     import backend
 
-    seg = backend.load_segmenter(device="cpu")
+    seg = backend.load_segmenter(device="cpu", threads=int(threads) or None)
     t_load = time.perf_counter() - t0
     t1 = time.perf_counter()
     backend.segment_raster(raster1, "the buildings", seg, out_path=Path(out_dir) / "cold.gpkg",
@@ -127,7 +130,7 @@ def import_table(stderr: str, top: int = 10) -> list[tuple[str, float]]:
     return sorted(totals.items(), key=lambda kv: -kv[1])[:top]
 
 
-def run(sizes: list[int], runs: int, work_dir: Path) -> dict[str, Any]:
+def run(sizes: list[int], runs: int, work_dir: Path, threads: int = 0) -> dict[str, Any]:
     """Every measurement; returns the report (raw runs and medians)."""
     sys.path.insert(0, str(ROOT))
     from bench.rasters import make_raster
@@ -140,7 +143,9 @@ def run(sizes: list[int], runs: int, work_dir: Path) -> dict[str, Any]:
     torch_s, cold_s, inner = [], [], []
     for _ in range(runs):  # alternated, so a change in machine load hits both
         torch_s.append(_import_torch_s())
-        got, wall, _ = _child(["cold", str(rasters[1000]), str(rasters[2000]), str(work_dir)])
+        got, wall, _ = _child(
+            ["cold", str(rasters[1000]), str(rasters[2000]), str(work_dir), str(threads)]
+        )
         cold_s.append(wall)
         inner.append(got)
     report["cold"] = {
@@ -151,8 +156,8 @@ def run(sizes: list[int], runs: int, work_dir: Path) -> dict[str, Any]:
         "warm_4mpx_s": statistics.median(g["warm_4mpx_s"] for g in inner),
         "load_s": statistics.median(g["load_s"] for g in inner),
     }
-    _, _, log = _child(["cold", str(rasters[1000]), str(rasters[2000]), str(work_dir)],
-                       flags=("-X", "importtime"))  # fmt: skip
+    _, _, log = _child(["cold", str(rasters[1000]), str(rasters[2000]), str(work_dir),
+                        str(threads)], flags=("-X", "importtime"))  # fmt: skip
     report["imports"] = import_table(log)
     overhead: dict[str, list[dict[str, Any]]] = {}
     for _ in range(runs):
@@ -218,10 +223,11 @@ def bench_first_answer(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000, 10000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[1000, 4000, 10000])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/rs2sam_bench"))
     parser.add_argument("--out", type=Path, help="JSON report")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -229,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         result = child_cold(*rest) if kind == "cold" else child_overhead(*rest)
         print(json.dumps(result))
         return 0
-    report = run(args.sizes, args.runs, args.work_dir)
+    report = run(args.sizes, args.runs, args.work_dir, args.threads)
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
     print("\n".join(rows(report, args.sizes)))
