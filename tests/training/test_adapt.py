@@ -197,7 +197,7 @@ def test_bad_inputs_exit_2_and_write_nothing(scene: dict[str, Path], tmp_path: P
         "extension": ([*_swap(base, "--out", str(tmp_path / "x.gpkg"))], ".safetensors"),
         "no folder": ([*_swap(base, "--out", str(tmp_path / "no" / "x.safetensors"))],
                       "does not exist"),
-        "input as output": ([*_swap(base, "--out", str(scene["raster"]))], ".safetensors"),
+        "input as output": ([*_swap(base, "--out", str(scene["raster"]))], "the input"),
         "architecture": ([*base, "--config", "lgce-tiny"], "cannot be adapted"),
         "no text": ([*_swap(base, "--text", "!!!")], "text"),
     }

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from backend.errors import InputError, OutputError
+from backend.errors import InputError
 
 __all__ = ["AdaptSpec", "ProgressFn", "check_output", "check_spec"]
 
@@ -120,30 +120,15 @@ def check_spec(spec: AdaptSpec) -> None:
 
 
 def check_output(out: str | os.PathLike[str], inputs: list[str], *, overwrite: bool) -> Path:
-    """The adapted checkpoint's path: ``.safetensors``, writable folder, not an input.
+    """The adapted checkpoint's path, by the project's output rule (:mod:`backend.outputs`).
+
+    ``.safetensors``, a writable existing folder, never one of the inputs (links, case, inode),
+    no existing file unless ``overwrite``.
 
     Raises:
-        OutputError: Wrong extension, missing or read-only folder, an existing file without
-            ``overwrite``, or one of the inputs.
+        OutputError: The path breaks the rule (the message names it and the fix).
     """
-    from backend.pipeline.plan import check_not_an_input
+    from backend.outputs import check_output_file
 
-    path = Path(out)
-    if path.suffix.lower() != CHECKPOINT_SUFFIX:
-        raise OutputError(f"output {str(path)!r} must end in {CHECKPOINT_SUFFIX} (the adapted "
-                          "model is a checkpoint); e.g. --out my_water.safetensors")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise OutputError(f"output folder {str(folder)!r} does not exist; create it or choose "
-                          "another --out")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"output folder {str(folder)!r} is not writable; choose another "
-                          "--out or fix its permissions")
-    if path.is_dir():
-        raise OutputError(f"output {str(path)!r} is a folder; give a file name ending in "
-                          f"{CHECKPOINT_SUFFIX}")
-    check_not_an_input(path, [i for i in inputs if i])
-    if path.exists() and not overwrite:
-        raise OutputError(f"output {str(path)!r} already exists; pass --overwrite to replace "
-                          "it or choose another name")
-    return path
+    return check_output_file(out, inputs=[i for i in inputs if i], suffixes=(CHECKPOINT_SUFFIX,),
+                             overwrite=overwrite)
