@@ -8,6 +8,7 @@ Layout of the zip (one top-level folder, as plugins.qgis.org and "Install from Z
         icons/segment_by_text.svg
         libs/__init__.py
         libs/backend/...                 the QGIS-free backend, vendored (weights included)
+        libs/training/...                the training package (the adaptation engine), vendored
 
 The vendored backend is imported as ``rs2sam_qgis.libs.backend`` (see ``rs2sam_qgis/_backend.py``),
 so it cannot collide with another package named ``backend``. Absolute ``backend.`` imports inside
@@ -141,6 +142,48 @@ def rewrite_backend_imports(path: Path, modules: set[str]) -> list[str]:
     return changes
 
 
+def rewrite_training_imports(path: Path) -> list[str]:
+    """Point absolute ``training`` imports of one vendored file at ``rs2sam_qgis.libs.training``.
+
+    The vendored ``training`` package is the adaptation engine (``training.adapt``) that the
+    plugin's "Adapt the model" algorithm and "Teach" action run; its ``backend`` imports are
+    rewritten by :func:`rewrite_backend_imports`.
+
+    Raises:
+        BuildError: ``import training.x`` without ``as``, or a syntax error.
+    """
+    source = path.read_text(encoding="utf-8")
+    try:
+        tree = ast.parse(source, filename=str(path))
+    except SyntaxError as exc:
+        raise BuildError(f"{path}: {exc}") from exc
+    lines = source.splitlines(keepends=True)
+    edits: list[tuple[int, int, int]] = []
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names if a.asname is not None]
+            if any(a.asname is None and (a.name == "training" or a.name.startswith("training."))
+                   for a in node.names):
+                raise BuildError(f"{path}:{node.lineno}: 'import training...' cannot be vendored")
+        if any(n == "training" or n.startswith("training.") for n in names):
+            line = lines[node.lineno - 1]
+            match = re.search(r"\b(training)\b", line)
+            if match is None:
+                raise BuildError(f"{path}:{node.lineno}: cannot rewrite {line.strip()!r}")
+            edits.append((node.lineno, match.start(1), match.end(1)))
+    changes = []
+    for lineno, start, end in sorted(edits, key=lambda e: (e[0], -e[1])):
+        line = lines[lineno - 1]
+        changes.append(f"{path.name}:{lineno}: training -> {PLUGIN}.libs.training")
+        lines[lineno - 1] = line[:start] + f"{PLUGIN}.libs.training" + line[end:]
+    if edits:
+        path.write_text("".join(lines), encoding="utf-8")
+    return changes
+
+
 def _check_metadata(metadata: Path, plugin_dir: Path) -> None:
     parser = configparser.ConfigParser(interpolation=None)
     parser.read(metadata, encoding="utf-8")
@@ -199,6 +242,14 @@ def build(out: Path, stage_root: Path) -> tuple[Path, list[str]]:
     modules = _backend_modules(backend_src)
     rewrites: list[str] = []
     for path in sorted((libs / "backend").rglob("*.py")):
+        rewrites += rewrite_backend_imports(path, modules)
+
+    _copy_tree(ROOT / "training", libs / "training", {"__pycache__", "configs", "refer"})
+    for path in sorted((libs / "training").rglob("*")):  # the engine needs no shell scripts
+        if path.suffix == ".sh":
+            path.unlink()
+    for path in sorted((libs / "training").rglob("*.py")):
+        rewrites += rewrite_training_imports(path)
         rewrites += rewrite_backend_imports(path, modules)
 
     for path in stage.rglob("*.py"):  # a syntax error must fail the build, not QGIS start-up

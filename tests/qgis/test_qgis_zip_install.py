@@ -33,6 +33,7 @@ def test_zip_has_one_top_folder_with_metadata_license_icon_and_vendored_backend(
         "libs/backend/pipeline/__init__.py",
         "libs/backend/text/lexicon.json",
         "libs/backend/standins.py",
+        "libs/training/adapt/engine.py",  # the adaptation engine ("Teach", rs2sam:adaptmodel)
         "processing_provider/algorithm.py",
     ):
         assert f"rs2sam_qgis/{required}" in names, required

@@ -249,7 +249,7 @@ def _pack_split(ds: RefSegRSDataset, out: Path, split: str, max_side: int, eval_
                 else:
                     image, mask = resize_pair(sample.image, sample.mask, eval_size)
                 digest = hashlib.sha1((ds.root / "images" / f"{rec.sample_id}.tif")
-                                      .read_bytes()).hexdigest()
+                                      .read_bytes(), usedforsecurity=False).hexdigest()
                 if digest not in by_file:
                     by_file[digest] = put(_encode_image(image, quality), images)
                 by_id[rec.sample_id] = (by_file[digest], put(_encode_mask(mask), masks))
