@@ -108,6 +108,7 @@ def test_processing_points_reproduce_a_refined_answer(
         QgsApplication,
         QgsGeometry,
         QgsPointXY,
+        QgsProcessingException,
         QgsProcessingFeedback,
         QgsVectorLayer,
     )
@@ -130,5 +131,12 @@ def test_processing_points_reproduce_a_refined_answer(
         assert any(f.geometry().contains(QgsGeometry.fromPointXY(QgsPointXY(px, py)))
                    for f in layer.getFeatures())
         assert {f["clicks"] for f in layer.getFeatures()} == {f"{px:.10g},{py:.10g},+"}
+        del layer  # a layer kept alive by the traceback below would outlive QGIS (segfault)
+        with pytest.raises(QgsProcessingException, match="must be X,Y"):
+            processing.run("rs2sam:segmentbytext", {
+                "INPUT": str(red_square_tif), "TEXT": "the red square", "DEVICE": "cpu",
+                "MODEL_CONFIG": "standin:click-red", "POINTS": "1,2,?",
+                "OUTPUT": str(tmp_path / "bad.gpkg")}, feedback=QgsProcessingFeedback())
+        assert not (tmp_path / "bad.gpkg").exists()
     finally:
         instance.unload()
