@@ -337,14 +337,16 @@ def fidelity(out: Path, config: str, modes: list[str]) -> dict[str, Any]:
     Random weights give ``z`` far below the published threshold 0.5 everywhere, so ``z`` is
     scaled (the published ``z`` is linear in the weights of the mask decoder's last
     hypernetwork layer, which stays float32 in every mode) so that the fp32 mask covers 30 %
-    of the tile; a mask already covering 5-95 % is compared as it is.
+    of the tile (or half of its positive ``z``, when fewer); a mask already covering 5-95 % is
+    compared as it is.
     """
     ref_path = out / f"z_{config}_fp32.npy"
     if not ref_path.is_file():
         return {}
     ref = np.load(ref_path)
-    q = float(np.quantile(ref, 0.7))
-    scale = 0.5 / q if q > 0 else 0.5 / float(np.abs(ref).max() or 1.0)
+    positive = float((ref > 0).mean())  # scaling z cannot make a negative z pass 0.5
+    q = float(np.quantile(ref, 1.0 - min(0.3, 0.5 * positive)))
+    scale = 0.5 / q if q > 0 else 1.0
     if 0.05 <= float((ref > 0.5).mean()) <= 0.95:
         scale = 1.0  # the model's own decision already gives a mask worth comparing
     ref_mask = ref * scale > 0.5
