@@ -59,9 +59,9 @@ class ModelPart:
         self.precision_combo.addItems(PRECISIONS)
         self.precision_combo.setToolTip(
             tr(
-                "auto: the fastest mode that keeps the answers of fp32 (int8 for the large models "
-                "on a CPU without bf16, bf16 on a GPU or a CPU with AVX-512 BF16 / AMX). fp32: "
-                "the reference. bf16 / int8: faster, masks within 2 % IoU of fp32."
+                "auto: the fastest mode measured to keep the answers of fp32 here (bf16 on a GPU "
+                "or a CPU with AVX-512 BF16 / AMX, int8 for some large models). fp32: the "
+                "reference. bf16 / int8: faster, masks close to fp32 (docs/model.md)."
             )
         )
         self.form = QFormLayout(self.box)

@@ -75,7 +75,7 @@ def _assert_cover(masks: list[np.ndarray]) -> None:
     ("bf16", "config", "want"),
     [
         (True, "official-large", "bf16"),
-        (False, "official-large", "int8"),
+        (False, "official-large", "fp32"),  # int8 missed the IoU bar at the bench tile
         (False, "large", "int8"),
         (False, "nano", "fp32"),
         (True, "nano", "bf16"),
