@@ -39,7 +39,7 @@ def test_fidelity_scales_an_empty_fp32_mask_and_compares(tmp_path) -> None:
     np.save(tmp_path / "z_m_int8.npy", ref)
     np.save(tmp_path / "z_m_bad.npy", -ref)
     res = cpu_speed.fidelity(tmp_path, "m", ["fp32", "int8", "bad"])
-    assert 0.25 <= res["fp32_cover"] <= 0.35
+    assert 0.2 <= res["fp32_cover"] <= 0.3  # half the positive z (50 %), at most 30 %
     assert res["int8"] == {"iou": 1.0, "agree": 1.0}
     assert res["bad"]["iou"] < 0.1
 
