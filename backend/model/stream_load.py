@@ -26,12 +26,12 @@ import torch
 from ..errors import CheckpointError
 from .checkpoint_format import _ROWS, _SHAPE, _VALUES, CheckpointHeader
 
-__all__ = ["CHUNK_BYTES", "read_state_streaming"]
+__all__ = ["CHUNK_BYTES", "MAX_HEADER_BYTES", "SAFETENSORS_DTYPES", "read_state_streaming"]
 
 CHUNK_BYTES = 64 * 1024**2
 """Size of the staging buffer for a dtype conversion (bytes of the stored dtype)."""
 
-_DTYPES = {
+SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64,
     "F32": torch.float32,
     "F16": torch.float16,
@@ -43,7 +43,8 @@ _DTYPES = {
     "U8": torch.uint8,
     "BOOL": torch.bool,
 }
-_MAX_HEADER = 100 * 1024**2
+MAX_HEADER_BYTES = 100 * 1024**2
+"""Largest safetensors JSON header accepted (bytes); a bigger one is a damaged or hostile file."""
 
 
 _Entry = tuple[torch.dtype, tuple[int, ...], int]
@@ -53,7 +54,7 @@ def _index(file: Path, f: BinaryIO) -> tuple[dict[str, _Entry], int]:
     """``{key: (dtype, shape, absolute offset)}`` of a safetensors file, checked by its size."""
     size = file.stat().st_size
     n = int.from_bytes(f.read(8), "little")
-    if not 0 < n <= min(_MAX_HEADER, size - 8):
+    if not 0 < n <= min(MAX_HEADER_BYTES, size - 8):
         raise CheckpointError(f"{file} has a damaged header; re-export or re-download it")
     try:
         raw = json.loads(f.read(n))
@@ -65,7 +66,7 @@ def _index(file: Path, f: BinaryIO) -> tuple[dict[str, _Entry], int]:
         if key == "__metadata__":
             continue
         try:
-            dtype = _DTYPES[entry["dtype"]]
+            dtype = SAFETENSORS_DTYPES[entry["dtype"]]
             shape = tuple(int(d) for d in entry["shape"])
             begin, end = (int(o) for o in entry["data_offsets"])
         except (KeyError, TypeError, ValueError):

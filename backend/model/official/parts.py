@@ -10,18 +10,9 @@ from __future__ import annotations
 from torch import nn
 
 from ..bhfm import HieraAdapterBlock
+from ..rs2sam_params import _ADAPTER_MARKERS, _UNUSED_PREFIXES, CLICK_PREFIXES
 
 __all__ = ["OfficialParts"]
-
-CLICK_PREFIXES = ("sam_prompt_encoder.point_embeddings.", "sam_prompt_encoder.not_a_point_embed.")
-_UNUSED_PREFIXES = (
-    "sam_mask_decoder.iou_prediction_head.",
-    "sam_mask_decoder.pred_obj_score_head.",
-    "sam_prompt_encoder.point_embeddings.",
-    "sam_prompt_encoder.not_a_point_embed.",
-    "sam_prompt_encoder.no_mask_embed.",
-)
-_ADAPTER_MARKERS = (".Space_Adapter.", ".MLP_Adapter.")
 
 
 class OfficialParts:

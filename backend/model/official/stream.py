@@ -30,23 +30,13 @@ from typing import Any
 import torch
 
 from ...errors import Cancelled, CheckpointError, OutputError
+from ..stream_load import MAX_HEADER_BYTES, SAFETENSORS_DTYPES
 
 __all__ = ["SafetensorsFile", "StreamEntry", "stream_safetensors"]
 
-_DTYPES: dict[str, torch.dtype] = {
-    "F64": torch.float64,
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "I64": torch.int64,
-    "I32": torch.int32,
-    "I16": torch.int16,
-    "I8": torch.int8,
-    "U8": torch.uint8,
-    "BOOL": torch.bool,
-}
+_DTYPES = SAFETENSORS_DTYPES
 _NAMES = {v: k for k, v in _DTYPES.items()}
-_MAX_HEADER = 100 * 1024**2
+_MAX_HEADER = MAX_HEADER_BYTES
 _SHA_PLACEHOLDER = "0" * 64
 
 
