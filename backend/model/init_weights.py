@@ -153,7 +153,7 @@ def load_open_clip_weights(
     Raises:
         CheckpointError: Unreadable or unsafe file, or (``strict``) a mismatch.
     """
-    from open_clip.model import resize_pos_embed
+    from .clip_towers import resize_position_table
 
     state, source = _source_state(weights, ("state_dict", "model"))
     mapped: dict[str, torch.Tensor] = {}
@@ -180,9 +180,7 @@ def load_open_clip_weights(
             del mapped[key]
     pos_key = "union.visual.positional_embedding"
     if pos_key in mapped and pos_key in model_state:
-        tmp = {"visual.positional_embedding": mapped[pos_key]}
-        resize_pos_embed(tmp, model.union)
-        mapped[pos_key] = tmp["visual.positional_embedding"]
+        mapped[pos_key] = resize_position_table(mapped[pos_key], model.union.grid)
     text_pos = "union.text.positional_embedding"
     if text_pos in mapped and text_pos in model_state:
         n = model_state[text_pos].shape[0]

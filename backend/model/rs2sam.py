@@ -1,4 +1,4 @@
-"""RS2-SAM 2 on unforked ``sam2`` 1.1.0 and ``open_clip_torch`` 3.3.0.
+"""RS2-SAM 2 on unforked ``sam2`` 1.1.0 and our CLIP towers (``clip_towers``, open_clip's layout).
 
 Data flow of :meth:`RS2SAM2.forward` (model_spec §1; B = batch, L = text tokens, S = model input
 size, R = CLIP input size, g = CLIP patch grid, C = SAM 2 prompt width, 256 for real models)::
@@ -38,6 +38,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..text.normalize import quote_text
 from .bhfm import AdaptedBlock, TextFusion, TextState, add_adapters
+from .clip_towers import ClipTowers
 from .configs import ModelConfig, get_model_config
 from .meta_init import params_on_meta as _params_on_meta
 from .model_io import (
@@ -80,17 +81,17 @@ class RS2SAM2(ParamPolicy):
 
     Build with :func:`build_model`. Sub-modules keep SAM 2's names at the top level
     (``image_encoder``, ``sam_prompt_encoder``, ``sam_mask_decoder``, ``no_mem_embed``), so
-    official SAM 2 weights load key-for-key; the open_clip towers are ``union.visual`` and
-    ``union.text``.
+    official SAM 2 weights load key-for-key; the CLIP towers (open_clip's names) are
+    ``union.visual`` and ``union.text``.
 
     Args:
         config: The architecture.
         sam: A random-init sam2 ``SAM2Base`` built from ``config.sam2_yaml`` (its memory
             modules are dropped).
-        clip: A random-init open_clip model for ``config.clip_model``.
+        clip: The CLIP towers for ``config.clip_model`` (:func:`~.union.build_clip`).
     """
 
-    def __init__(self, config: ModelConfig, sam: nn.Module, clip: nn.Module) -> None:
+    def __init__(self, config: ModelConfig, sam: nn.Module, clip: ClipTowers) -> None:
         super().__init__()
         if not sam.use_high_res_features_in_sam:
             raise ConfigError(
@@ -131,8 +132,7 @@ class RS2SAM2(ParamPolicy):
         self.mpg = MaskPromptGenerator(d, config.mpg_heads) if config.use_mpg_dense else None
         self.text_fusion = TextFusion(prompt_dim, config.text_fusion_heads)
 
-        clip_mean = getattr(clip.visual, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073)
-        clip_std = getattr(clip.visual, "image_std", None) or (0.26862954, 0.26130258, 0.27577711)
+        clip_mean, clip_std = clip.visual.image_mean, clip.visual.image_std
         self.register_buffer("sam_mean", _channel_stat(IMAGENET_MEAN), persistent=False)
         self.register_buffer("sam_std", _channel_stat(IMAGENET_STD), persistent=False)
         self.register_buffer("clip_mean", _channel_stat(clip_mean), persistent=False)
@@ -168,7 +168,7 @@ class RS2SAM2(ParamPolicy):
 
     # ------------------------------------------------------------------ preprocessing
     def tokenize(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Tokenise captions with the open_clip tokenizer.
+        """Tokenise captions with the CLIP BPE tokeniser (open_clip's ids).
 
         Captions longer than ``context_length`` tokens are truncated (EOT kept) with a
         logged warning. The batch is trimmed to its longest caption.

@@ -1,4 +1,4 @@
-"""Union encoder on open_clip: image + text -> multimodal class token, visual and text tokens.
+"""Union encoder on CLIP towers: image + text -> multimodal class token, visual and text tokens.
 
 Both designs of model_spec §9 share one interface (§9.1)::
 
@@ -19,13 +19,13 @@ text tokens. The CLIP text tower is causal, so pads never reach the real tokens.
 from __future__ import annotations
 
 import logging
-from importlib import resources
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .clip_towers import ClipBpe, ClipSpec, ClipTextTower, ClipTowers, clip_spec
 from .configs import ModelConfig
 
 logger = logging.getLogger(__name__)
@@ -39,91 +39,49 @@ __all__ = [
     "UnionOutput",
     "build_clip",
     "build_union_encoder",
-    "register_open_clip_configs",
+    "get_tokenizer",
 ]
 
-_REGISTERED = False
 
+def build_clip(config: ModelConfig, *, device: str | torch.device = "cpu") -> ClipTowers:
+    """CLIP towers of ``config.clip_model`` at ``config.clip_image_size`` (our modules).
 
-def register_open_clip_configs() -> None:
-    """Register ``backend/model/open_clip_configs/*.json`` with open_clip (idempotent).
-
-    Called on the first build, never at import (no import-time side effects).
-    """
-    global _REGISTERED
-    if _REGISTERED:
-        return
-    import open_clip
-
-    folder = resources.files(__package__) / "open_clip_configs"
-    open_clip.add_model_config(str(folder))
-    _REGISTERED = True
-
-
-def build_clip(config: ModelConfig, *, device: str | torch.device = "cpu") -> nn.Module:
-    """Random-init open_clip model for ``config.clip_model`` at ``config.clip_image_size``.
+    Parameter names equal open_clip's (``visual.*``; the text tower's without the CLIP prefix,
+    under ``text.*``). On ``device="meta"`` nothing is allocated or drawn; otherwise the random
+    init equals ``open_clip.create_model``'s for the same seed.
 
     Raises:
-        ConfigError: If open_clip does not know the model name.
+        ConfigError: Unknown model name or a CLIP option our towers do not implement.
     """
-    import open_clip
+    meta = torch.device(device).type == "meta"
+    towers = ClipTowers(_check_clip_model(config), meta=meta)
+    return towers if meta else towers.to(device)
 
+
+def get_tokenizer(config: ModelConfig) -> ClipBpe:
+    """CLIP BPE tokeniser (open_clip's ids) returning ``(N, context_length)`` int64."""
     _check_clip_model(config)
-    root = logging.getLogger()
-    quiet = _DropRandomInitNotice()
-    root.addFilter(quiet)  # open_clip warns on the root logger that the init is random: we know
-    try:
-        clip = open_clip.create_model(
-            config.clip_model,
-            pretrained=None,
-            force_image_size=config.clip_image_size,
-            force_context_length=config.context_length,
-            device=device,
-        )
-    finally:
-        root.removeFilter(quiet)
-    return clip
+    return ClipBpe(config.context_length)
 
 
-class _DropRandomInitNotice(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "No pretrained weights loaded" not in record.getMessage()
-
-
-def get_tokenizer(config: ModelConfig) -> Any:
-    """open_clip tokenizer of ``config.clip_model`` returning ``(N, context_length)`` int64."""
-    import open_clip
-
-    _check_clip_model(config)
-    return open_clip.get_tokenizer(config.clip_model, context_length=config.context_length)
-
-
-def _check_clip_model(config: ModelConfig) -> None:
-    """Allow only open_clip models built from local JSON with open_clip's own text tower.
+def _check_clip_model(config: ModelConfig) -> ClipSpec:
+    """The towers of ``config.clip_model``: a local JSON with open_clip's own text tower.
 
     A config comes from an untrusted checkpoint header: Hugging Face text towers and tokenisers
-    (``hf_model_name`` / ``hf_tokenizer_name``) would make open_clip fetch and load files by a
-    name the checkpoint chose, so they are refused.
+    would load files by a name the checkpoint chose, so they are refused, as is every option
+    our towers do not implement.
 
     Raises:
-        ConfigError: Unknown model name, or one whose text side comes from Hugging Face.
+        ConfigError: Unknown model name, a Hugging Face text side, an unsupported option.
     """
-    import open_clip
-
-    register_open_clip_configs()
-    if config.clip_model not in open_clip.list_models():
-        raise ConfigError(
-            f"{config.name}: open_clip has no model {config.clip_model!r}; "
-            "use a name from open_clip.list_models() or add a JSON to "
-            "backend/model/open_clip_configs/"
+    try:
+        return clip_spec(
+            config.clip_model,
+            image_size=config.clip_image_size,
+            context_length=config.context_length,
         )
-    text_cfg = (open_clip.get_model_config(config.clip_model) or {}).get("text_cfg", {})
-    hub = {k: text_cfg[k] for k in ("hf_model_name", "hf_tokenizer_name") if text_cfg.get(k)}
-    if hub:
-        raise ConfigError(
-            f"{config.name}: open_clip model {config.clip_model!r} takes its text tower from "
-            f"Hugging Face ({hub}); only models with open_clip's own text tower are supported"
-        )
+    except ConfigError as err:
+        raise ConfigError(f"{config.name}: {err}") from err
 
 
 class UnionOutput(NamedTuple):
@@ -140,53 +98,6 @@ class UnionOutput(NamedTuple):
     vis: torch.Tensor
     txt: torch.Tensor
     txt_pad: torch.Tensor
-
-
-class ClipTextTower(nn.Module):
-    """The text half of an open_clip ``CLIP`` (same parameter names, minus the CLIP prefix).
-
-    Runs causally on a batch trimmed to its longest caption, so each real token sees only the
-    tokens before it and padding never changes them.
-    """
-
-    def __init__(self, clip: nn.Module) -> None:
-        super().__init__()
-        text = getattr(clip, "text", clip)  # CustomTextCLIP keeps its tower in .text
-        if not hasattr(text, "token_embedding") or not hasattr(text, "transformer"):
-            raise ConfigError(
-                f"open_clip text tower {type(text).__name__} is not a CLIP TextTransformer; "
-                "HF text towers are not supported"
-            )
-        self.token_embedding: nn.Embedding = text.token_embedding
-        self.positional_embedding: nn.Parameter = text.positional_embedding
-        self.transformer: nn.Module = text.transformer
-        self.ln_final: nn.Module = text.ln_final
-        self.text_projection = text.text_projection
-        self.width = int(self.token_embedding.embedding_dim)
-        self.context_length = int(self.positional_embedding.shape[0])
-
-    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode tokens.
-
-        Args:
-            tokens: ``(B, L)`` int64 token ids, ``L <= context_length``.
-
-        Returns:
-            ``(B, L, W_t)`` token features after ``ln_final``, and ``(B, E)`` the projected EOT
-            features (CLIP's text embedding; ``(B, W_t)`` if the tower has no projection).
-        """
-        seq_len = tokens.shape[1]
-        x = self.token_embedding(tokens) + self.positional_embedding[:seq_len]
-        causal = torch.full((seq_len, seq_len), float("-inf"), device=x.device, dtype=x.dtype)
-        x = self.transformer(x, attn_mask=causal.triu_(1))
-        x = self.ln_final(x)
-        eot = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
-        proj = self.text_projection
-        if isinstance(proj, nn.Linear):
-            eot = proj(eot)
-        elif proj is not None:
-            eot = eot @ proj
-        return x, eot
 
 
 class JointLayer(nn.Module):
@@ -213,10 +124,10 @@ class UnionEncoder(nn.Module):
     dim: int
     grid: int
 
-    def __init__(self, clip: nn.Module) -> None:
+    def __init__(self, clip: ClipTowers) -> None:
         super().__init__()
-        self.visual: nn.Module = clip.visual
-        self.text = ClipTextTower(clip)
+        self.visual = clip.visual
+        self.text: ClipTextTower = clip.text
         grid = tuple(self.visual.grid_size)
         if grid[0] != grid[1]:
             raise ConfigError(f"the CLIP patch grid must be square, got {grid}")
@@ -224,7 +135,7 @@ class UnionEncoder(nn.Module):
         self.vision_width = int(self.visual.conv1.out_channels)
 
     def tower_parameters(self) -> list[nn.Parameter]:
-        """Parameters that came from the open_clip model (frozen by ``freeze_clip``)."""
+        """Parameters of the CLIP towers (frozen by ``freeze_clip``)."""
         return [*self.visual.parameters(), *self.text.parameters()]
 
     def forward(
@@ -243,7 +154,7 @@ class UnionEncoder(nn.Module):
 class TwoTowerUnion(UnionEncoder):
     """Design A (model_spec §9.3): two CLIP towers + K joint fusion layers of width d."""
 
-    def __init__(self, clip: nn.Module, *, dim: int, layers: int, heads: int) -> None:
+    def __init__(self, clip: ClipTowers, *, dim: int, layers: int, heads: int) -> None:
         super().__init__(clip)
         self.dim = dim
         text_width = self.text.width
@@ -262,18 +173,9 @@ class TwoTowerUnion(UnionEncoder):
         self, img_small: torch.Tensor, tokens: torch.Tensor, pad: torch.Tensor
     ) -> UnionOutput:
         """See :meth:`UnionEncoder.forward`."""
-        out = self.visual.forward_intermediates(
-            img_small,
-            indices=1,
-            normalize_intermediates=True,
-            intermediates_only=True,
-            output_fmt="NLC",
-            output_extra_tokens=True,
-        )
-        patches = out["image_intermediates"][-1]  # (B, g*g, W_v) after ln_post
-        v_cls = out["image_intermediates_prefix"][-1][:, 0]  # (B, W_v)
-        if self.visual.proj is not None:
-            v_cls = v_cls @ self.visual.proj  # CLIP image embedding (B, E)
+        vis_tokens = self.visual.tokens(img_small)  # (B, 1+g*g, W_v) after ln_post
+        patches = vis_tokens[:, 1:]  # (B, g*g, W_v)
+        v_cls = self.visual.project(vis_tokens[:, 0])  # CLIP image embedding (B, E)
         txt_tokens, t_eot = self.text(tokens)
 
         batch = img_small.shape[0]
@@ -298,7 +200,7 @@ class TwoTowerUnion(UnionEncoder):
 class EarlyFusionUnion(UnionEncoder):
     """Design B (model_spec §9.4): text tokens join the last ``blocks`` CLIP ViT blocks."""
 
-    def __init__(self, clip: nn.Module, *, blocks: int) -> None:
+    def __init__(self, clip: ClipTowers, *, blocks: int) -> None:
         super().__init__(clip)
         resblocks = self.visual.transformer.resblocks
         if not 1 <= blocks <= len(resblocks):
@@ -324,7 +226,7 @@ class EarlyFusionUnion(UnionEncoder):
         """See :meth:`UnionEncoder.forward`."""
         batch = img_small.shape[0]
         txt_tokens, _ = self.text(tokens)
-        x = self.visual._embeds(img_small)  # (B, 1+g*g, W_v): class token, patches (+ ln_pre)
+        x = self.visual.embed(img_small)  # (B, 1+g*g, W_v): class token, patches (+ ln_pre)
         n_img = x.shape[1]
         resblocks = self.visual.transformer.resblocks
         for block in resblocks[: self.fusion_start]:
@@ -344,8 +246,8 @@ class EarlyFusionUnion(UnionEncoder):
         return UnionOutput(x[:, :1], vis, x[:, n_img:], pad)
 
 
-def build_union_encoder(config: ModelConfig, clip: nn.Module) -> UnionEncoder:
-    """Union encoder of ``config.union_encoder`` around the open_clip model ``clip``."""
+def build_union_encoder(config: ModelConfig, clip: ClipTowers) -> UnionEncoder:
+    """Union encoder of ``config.union_encoder`` around the CLIP towers ``clip``."""
     if config.union_encoder == "twotower":
         heads = config.fusion_heads or max(1, config.fusion_dim // 64)
         if config.fusion_dim % heads:

@@ -41,13 +41,13 @@ def _check_text(text: object) -> str:
 
 
 class ClipBpeTokenizer:
-    """open_clip's BPE with a pad mask; the batch is trimmed to its longest caption."""
+    """CLIP's BPE (open_clip's ids) with a pad mask; the batch is trimmed to its longest caption."""
 
     def __init__(self, context_length: int) -> None:
-        from open_clip.tokenizer import SimpleTokenizer
+        from ..clip_towers.bpe import ClipBpe
 
         self.context_length = context_length
-        self._tok = SimpleTokenizer(context_length=context_length)
+        self._tok = ClipBpe(context_length)
 
     def ids(self, word: str) -> list[int]:
         """BPE ids of one word (no start/end tokens)."""

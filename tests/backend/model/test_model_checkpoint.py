@@ -7,6 +7,7 @@ import pickle
 
 import pytest
 import torch
+from open_clip_ref import open_clip_model
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -21,7 +22,6 @@ from backend.model.checkpoint import (
 )
 from backend.model.configs import get_model_config
 from backend.model.rs2sam import _build_sam2, build_model
-from backend.model.union import build_clip
 
 
 def _predict(model, images):
@@ -206,8 +206,7 @@ def test_sam2_weights_of_another_size_are_rejected_readably(tmp_path):
 def test_open_clip_weights_load_with_a_resized_grid(tmp_path):
     """An open_clip file for the same architecture at another image size loads (position
     embedding resized); a longer text context is cut to the model's."""
-    big = get_model_config("test-tiny", clip_image_size=96, context_length=20)
-    clip = build_clip(big)
+    clip = open_clip_model("rs2sam-tiny-clip", image_size=96, context_length=20)
     path = tmp_path / "open_clip_model.safetensors"
     save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, str(path))
 
@@ -223,7 +222,7 @@ def test_open_clip_weights_load_with_a_resized_grid(tmp_path):
 
 
 def test_open_clip_weights_of_another_model_are_rejected(tmp_path):
-    clip = build_clip(get_model_config("nano"))
+    clip = open_clip_model("rs2sam-nano-clip", image_size=256, context_length=32)
     path = tmp_path / "nano_clip.pt"
     torch.save(clip.state_dict(), path)
     with pytest.raises(CheckpointError, match="open_clip weights do not fit test-tiny"):
