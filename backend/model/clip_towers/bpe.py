@@ -55,8 +55,11 @@ def byte_alphabet() -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=1)
-def _tables() -> tuple[dict[str, int], dict[tuple[str, str], int]]:
-    """``(symbol -> id, merge pair -> rank)`` read from open_clip's vocabulary file."""
+def _tables() -> tuple[dict[str, int], dict[str, int]]:
+    """``(symbol -> id, "left right" merge -> rank)`` from open_clip's vocabulary file.
+
+    Only the first lines of the file are used (the rest is never split).
+    """
     folder = open_clip_data_dir()
     path = folder / VOCAB_FILE if folder is not None else None
     if path is None or not path.is_file():
@@ -64,13 +67,14 @@ def _tables() -> tuple[dict[str, int], dict[tuple[str, str], int]]:
             f"CLIP's BPE vocabulary ({VOCAB_FILE}) was not found: install open_clip_torch "
             "(it ships the file)"
         )
-    lines = gzip.decompress(path.read_bytes()).decode("utf-8").split("\n")
-    merges = [tuple(line.split()) for line in lines[1 : _N_MERGES + 1]]
+    text = gzip.decompress(path.read_bytes()).decode("utf-8")
+    merges = text.split("\n", _N_MERGES + 1)[1 : _N_MERGES + 1]  # line 0 is a header
+    merges = [m if m.count(" ") == 1 and m.strip() == m else " ".join(m.split()) for m in merges]
     alphabet = sorted(byte_alphabet())  # id order: the visible bytes, then the stand-ins
-    symbols = [*alphabet, *(c + "</w>" for c in alphabet), *("".join(m) for m in merges)]
+    symbols = [*alphabet, *(c + "</w>" for c in alphabet), *(m.replace(" ", "") for m in merges)]
     symbols.extend(_SPECIALS)
-    ids = {s: i for i, s in enumerate(symbols)}
-    ranks = {(m[0], m[1]): r for r, m in enumerate(merges)}
+    ids = dict(zip(symbols, range(len(symbols)), strict=True))
+    ranks = dict(zip(merges, range(len(merges)), strict=True))
     return ids, ranks
 
 
@@ -121,7 +125,7 @@ class ClipBpe:
         while len(parts) > 1:
             best, best_rank = None, len(ranks)
             for pair in itertools.pairwise(parts):
-                rank = ranks.get(pair)
+                rank = ranks.get(pair[0] + " " + pair[1])
                 if rank is not None and rank < best_rank:
                     best, best_rank = pair, rank
             if best is None:
