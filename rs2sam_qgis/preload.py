@@ -115,8 +115,7 @@ def preload(choice: ModelChoice, device: str, threads: int | None) -> float:
     if choice.standin is None:
         prepare_torch_stack()
     _, seconds = CACHE.get(choice, device, threads)
-    for name in ("pipeline", "geo.raster", "geo.tile_reader", "geo.vectorize", "geo.writers"):
-        backend_module(name)  # the first query then imports nothing
+    backend_module("pipeline").warm_up()  # the first query then imports and starts nothing
     return seconds
 
 

@@ -176,7 +176,16 @@ def resolve_crs(dataset: DatasetReader, assume_crs: Any = None) -> CRS:
 
 
 def ground_resolution_m(crs: CRS, transform: Affine, row: float, col: float) -> tuple[float, float]:
-    """Geodesic ground length (m) of one pixel step along columns and rows at ``(row, col)``."""
+    """Geodesic ground length (m) of one pixel step along columns and rows at ``(row, col)``.
+
+    Measured through rasterio and Vincenty's formula (:func:`backend.geo.geodesy.pixel_steps_m`,
+    no pyproj import) when the CRS has a degree-based geographic base; otherwise with pyproj.
+    """
+    from .geodesy import pixel_steps_m
+
+    steps = pixel_steps_m(crs, transform, row, col)
+    if steps is not None and all(s > 0 for s in steps):
+        return float(steps[0]), float(steps[1])
     from pyproj import CRS as ProjCRS
     from pyproj import Transformer
 

@@ -93,15 +93,22 @@ def strip_pieces(mask: np.ndarray, prob: np.ndarray, row_off: int, col_off: int)
         row_off: Global pixel row of ``mask[0, 0]``.
         col_off: Global pixel column of ``mask[0, 0]``.
     """
-    if not mask.any():
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
         return []
-    to_pixels = Affine.translation(col_off, row_off)
+    cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))
+    # only the bounding box of the True pixels is traced and burnt: the same polygons (integer
+    # pixel coordinates), without scanning the empty rows and columns of a sparse strip
+    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    mask, prob = mask[r0:r1, c0:c1], prob[r0:r1, c0:c1]
+    to_pixels = Affine.translation(col_off + c0, row_off + r0)
     polygons = [
         shape(geometry)
         for geometry, _ in features.shapes(mask.view(np.uint8), mask=mask, transform=to_pixels)
     ]
     # probability sums of all polygons at once: burn each polygon's index (holes excluded) into
-    # one label image and sum per label (one rasterize per strip, not one per polygon)
+    # one label image and sum per label (one rasterize per strip, not one per polygon); the
+    # labels cover exactly the True pixels, so only those are summed (same order, same sums)
     labels = features.rasterize(
         ((polygon, i + 1) for i, polygon in enumerate(polygons)),
         out_shape=mask.shape,
@@ -109,7 +116,7 @@ def strip_pieces(mask: np.ndarray, prob: np.ndarray, row_off: int, col_off: int)
         fill=0,
         dtype=np.int32,
     )
-    sums = np.bincount(labels.ravel(), weights=prob.ravel(), minlength=len(polygons) + 1)
+    sums = np.bincount(labels[mask], weights=prob[mask], minlength=len(polygons) + 1)
     return [
         Piece(polygon, float(sums[i + 1]), int(round(polygon.area)))
         for i, polygon in enumerate(polygons)

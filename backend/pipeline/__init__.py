@@ -15,13 +15,22 @@ The flow of :func:`segment_raster` (details and reasons in docs/pipeline.md):
 5. Attributes (score, geodesic area, provenance), then an atomic GeoPackage/GeoJSON write.
 
 rasterio, shapely and pyproj are imported inside the functions (never torch), so importing
-this module is cheap.
+this module is cheap; :func:`warm_up` pays their start-up ahead of a query (the dock's preload),
+and a run imports what it needs after its tiles in the background (:mod:`.prefetch`).
 """
 
 from __future__ import annotations
 
 from .api import segment_array, segment_raster, validate_inputs
 from .blend import _accumulate  # noqa: F401  (tests import it from here)
+from .prefetch import warm_up
 from .result import FIELDS, SegmentResult
 
-__all__ = ["FIELDS", "SegmentResult", "segment_array", "segment_raster", "validate_inputs"]
+__all__ = [
+    "FIELDS",
+    "SegmentResult",
+    "segment_array",
+    "segment_raster",
+    "validate_inputs",
+    "warm_up",
+]

@@ -79,13 +79,17 @@ def _check_prob(prob: Any, tile_px: int) -> np.ndarray:
         )
     if prob.dtype != np.float32:
         prob = prob.astype(np.float32)
-    if not np.isfinite(prob).all():
+    if not prob.size:
+        return prob
+    # two passes, no temporary: min and max are NaN when any value is, +-inf when any is
+    low, high = float(prob.min()), float(prob.max())
+    if not (np.isfinite(low) and np.isfinite(high)):
         raise InputError(
             f"segmenter returned {int(np.size(prob) - np.isfinite(prob).sum())} non-finite "
             "probabilities (NaN/inf) for one tile; the weights are damaged or the device's "
             "arithmetic failed: re-download the checkpoint or try --device cpu"
         )
     # contract: values in [0, 1]; clip (a copy) only when a segmenter breaks it
-    if prob.size and (prob.min() < 0.0 or prob.max() > 1.0):
+    if low < 0.0 or high > 1.0:
         prob = np.clip(prob, 0.0, 1.0)
     return prob

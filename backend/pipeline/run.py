@@ -23,6 +23,7 @@ from ..types import CancelFn, ProgressFn, SegmenterLike, StageFn
 from .clicks import Click, TileClicks, format_clicks
 from .options import _Options
 from .plan import RunPlan, make_plan
+from .prefetch import after_tile_modules, start_imports
 from .result import FIELDS, SegmentResult
 from .stream import StripVectoriser
 from .tiles import (
@@ -74,6 +75,7 @@ def _run(
     for this segmenter (interpreted here when None).
     """
     t_start = time.perf_counter()
+    start_imports(after_tile_modules(out_path))  # while the tiles are predicted (fresh process)
     report_stage = stage or (lambda _name, _done, _total: None)
     report_stage("read", 0, 0)
     timings = dict.fromkeys(("read", "model", "blend", "vectorize", "attributes", "write"), 0.0)
@@ -89,8 +91,9 @@ def _run(
     finished, counts = _predict_and_vectorise(dataset, plan, layout, options, segmenter, prompt,
                                               tiles, timings, tile_clicks)  # fmt: skip
     report_stage("vectorize", 0, 0)
-    polygons, attributes = _attributes(plan, options, segmenter, prompt, finished, timings,
-                                       format_clicks(clicks))
+    polygons, attributes = _attributes(
+        plan, options, segmenter, prompt, finished, timings, format_clicks(clicks)
+    )
     if out_path is not None:
         tiles.check_cancel()  # the last chance to stop before a file is written
     written = _write(out_path, polygons, attributes, plan, options, prompt, timings, report_stage)

@@ -37,15 +37,13 @@ class StripVectoriser:
         options: _Options,
         timings: dict[str, float],
     ) -> None:
-        from ..geo.vectorize import SeamMerger
-
         self.plan = plan
         self.window = plan.window
         self.reader = reader
         self.threshold = options.threshold
         self.timings = timings
         self.resampler = _RowResampler(plan.grid, plan.window, options.strip_rows)
-        self.merger = SeamMerger()
+        self.merger: Any = None  # made at the first strip: vectorize imports shapely
         self.finished: list[Any] = []
         (p0, p1), (q0, q1) = plan.grid.work_rows, plan.grid.work_cols
         area = self.window.height * self.window.width
@@ -64,15 +62,18 @@ class StripVectoriser:
         return self.finished
 
     def _strip(self, raster_row: int, prob: np.ndarray) -> None:
-        from ..geo.aoi import aoi_strip_mask
         from ..geo.raster import PixelWindow
-        from ..geo.vectorize import strip_pieces
+        from ..geo.vectorize import SeamMerger, strip_pieces
 
         t0 = time.perf_counter()
+        if self.merger is None:
+            self.merger = SeamMerger()
         window = self.window
         strip = PixelWindow(raster_row, window.col_off, prob.shape[0], window.width)
         valid = self.reader.read_valid(strip)
         if self.plan.aoi_px is not None:
+            from ..geo.aoi import aoi_strip_mask  # imports pyproj: only when there is an AOI
+
             inside = aoi_strip_mask(self.plan.aoi_px, strip.row_off, strip.col_off, *prob.shape)
             valid = inside if valid is None else valid & inside
         if valid is not None:

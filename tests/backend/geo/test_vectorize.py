@@ -100,3 +100,21 @@ def test_geodesic_area_subtracts_holes_and_handles_mercator():
     (area_merc,) = geodesic_areas_m2([merc], CRS.from_epsg(3395).to_wkt())
     assert area_merc == pytest.approx(area_utm, rel=1e-4)
     assert merc.area > 3 * area_merc  # planar Mercator area would be wildly wrong at 60 N
+
+
+def test_strip_pieces_of_a_sparse_wide_strip_are_those_of_the_whole_strip():
+    """Only the True pixels' bounding box is traced: same polygons, coordinates and sums."""
+    mask = np.zeros((40, 3000), dtype=bool)
+    mask[10:20, 2000:2012] = True
+    mask[25:30, 2500:2503] = True
+    mask[14:16, 2004:2006] = False  # a hole
+    prob = np.where(mask, 0.75, 0.25).astype(np.float32)
+    prob[10, 2000] = 1.0
+    pieces = sorted(strip_pieces(mask, prob, row_off=7, col_off=11), key=lambda p: p.pixels)
+    assert [p.pixels for p in pieces] == [15, 116]
+    assert pieces[0].geometry.bounds == (2511, 32, 2514, 37)
+    assert pieces[1].geometry.bounds == (2011, 17, 2023, 27)
+    assert len(pieces[1].geometry.interiors) == 1
+    assert pieces[0].prob_sum == pytest.approx(15 * 0.75)
+    assert pieces[1].prob_sum == pytest.approx(115 * 0.75 + 1.0)
+    assert strip_pieces(np.zeros((5, 9), dtype=bool), np.zeros((5, 9), np.float32), 0, 0) == []

@@ -1,0 +1,102 @@
+"""Start-up work moved out of the first answer: background imports, warm_up, cheaper checks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backend.errors import InputError
+from backend.pipeline.blend import _check_prob
+from backend.pipeline.prefetch import after_tile_modules, start_imports
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _fresh(code: str) -> dict:
+    """Run ``code`` in a fresh interpreter; it prints one JSON line."""
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True, text=True, cwd=ROOT, check=True,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_start_imports_imports_the_missing_ones_and_ignores_failures():
+    assert start_imports(["sys", "json"]) is None  # imported already: no thread
+    name = "wave" if "wave" not in sys.modules else "sndhdr"
+    thread = start_imports([name, "no_such_module_rs2sam"])
+    assert thread is not None and thread.daemon
+    thread.join(10)
+    assert name in sys.modules and "no_such_module_rs2sam" not in sys.modules
+
+
+def test_after_tile_modules_follow_the_output():
+    assert after_tile_modules(None) == ("backend.geo.vectorize", "pyproj")
+    assert "backend.geo.writers" in after_tile_modules("out.geojson")
+    assert "osgeo.ogr" not in after_tile_modules("out.geojson")
+
+
+def test_a_fresh_run_writes_the_same_layer_with_the_background_imports(tmp_path):
+    got = _fresh(
+        f"""
+        import json, sys
+        sys.path.insert(0, {str(ROOT / "tests" / "data")!r})
+        import make_data as md
+        image = md.paint(md.background(300, 300), md.rect_mask(300, 300, 40, 50, 70, 70))
+        path = md.write_geotiff({str(tmp_path / "r.tif")!r}, image,
+                                transform=md.utm_transform(0.5))
+        from backend.pipeline import segment_raster
+        from backend.standins import SleepSegmenter
+        seg = SleepSegmenter(0.05, image_size=256)
+        result = segment_raster(path, "red", seg, gsd_m=None,
+                                out_path={str(tmp_path / "o.gpkg")!r})
+        import pyogrio
+        info = pyogrio.read_info(result.out_path)
+        print(json.dumps({{"n": len(result), "area": result.attributes[0]["area_m2"],
+                          "features": info["features"], "crs": info["crs"],
+                          "threads": sorted(t.name for t in __import__("threading").enumerate())}}))
+        """
+    )
+    assert got["n"] == 1 and got["features"] == 1 and got["crs"] == "EPSG:32633"
+    assert got["area"] == pytest.approx(30 * 20 * 0.25, rel=1e-3)
+    assert "rs2sam-imports" not in got["threads"]  # the background imports have ended
+
+
+def test_warm_up_leaves_nothing_to_import_or_start():
+    got = _fresh(
+        """
+        import json, sys
+        from backend.pipeline import warm_up
+        warm_up()
+        from osgeo import gdal
+        names = ["pyproj", "shapely", "rasterio.features", "backend.geo.vectorize",
+                 "backend.geo.writers", "backend.geo.ogr_writer", "backend.geo.tile_reader"]
+        print(json.dumps({"missing": [n for n in names if n not in sys.modules],
+                          "leftover": gdal.VSIStatL("/vsimem/rs2sam_warm_up.gpkg") is not None}))
+        """
+    )
+    assert got == {"missing": [], "leftover": False}
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_check_prob_rejects_every_non_finite_value(bad):
+    prob = np.full((4, 4), 0.5, dtype=np.float32)
+    prob[2, 3] = bad
+    with pytest.raises(InputError, match="1 non-finite"):
+        _check_prob(prob, 4)
+
+
+def test_check_prob_clips_only_a_contract_breaker():
+    good = np.linspace(0, 1, 16, dtype=np.float32).reshape(4, 4)
+    assert _check_prob(good, 4) is good  # no copy
+    bad = good * 2 - 0.5
+    clipped = _check_prob(bad, 4)
+    assert clipped.min() == 0.0 and clipped.max() == 1.0
+    assert np.array_equal(clipped, np.clip(bad, 0, 1))
+    assert _check_prob(np.ones((4, 4), dtype=np.float64), 4).dtype == np.float32
