@@ -20,13 +20,14 @@ import shutil
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import shapely
-from shapely.geometry.base import BaseGeometry
 
 from ..errors import DependencyError, OutputError
+
+if TYPE_CHECKING:
+    from shapely.geometry.base import BaseGeometry
 
 __all__ = ["DRIVERS", "check_output_path", "write_polygons"]
 
@@ -107,6 +108,8 @@ def write_polygons(
         raise ValueError(f"{len(polygons)} polygons but {len(records)} records")
     driver = DRIVERS[out.suffix.lower()]
     write = _choose_engine(len(polygons), driver)
+    import shapely  # here, not at import: check_output_path runs before a run starts
+
     geometry = np.array(shapely.to_wkb(np.asarray(polygons, dtype=object)), dtype=object)
     fields = [name for name, _ in schema]
     field_data = [

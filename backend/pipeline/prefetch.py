@@ -4,8 +4,9 @@ In a fresh process (the CLI, a batch worker, a script) a small run spends more t
 up than working: importing shapely and ``rasterio.features`` for vectorising, pyproj for the
 geodesic areas, GDAL's ``osgeo.ogr`` for writing a GeoPackage, and the GeoPackage driver's
 own start-up (0.1-0.3 s together on the 2-core machine). None of it is needed before the first
-tile has been predicted, so :func:`start_imports` does it in a background thread while the
-main thread plans, reads and predicts (the model releases the GIL while it computes). A module
+tile has been predicted, so the run (:mod:`backend.pipeline.run`) calls :func:`start_imports` at
+its first model call: a background thread does it while the model computes (and releases the
+GIL); started earlier, it would slow the main thread's opening, planning and first read. A module
 the main thread reaches first is simply waited for (Python's per-module import lock), and a
 failure here is ignored: the main thread imports again and reports the error where it always
 did. It is a pure optimisation: results do not depend on it.

@@ -75,7 +75,6 @@ def _run(
     for this segmenter (interpreted here when None).
     """
     t_start = time.perf_counter()
-    start_imports(after_tile_modules(out_path))  # while the tiles are predicted (fresh process)
     report_stage = stage or (lambda _name, _done, _total: None)
     report_stage("read", 0, 0)
     timings = dict.fromkeys(("read", "model", "blend", "vectorize", "attributes", "write"), 0.0)
@@ -89,7 +88,8 @@ def _run(
     layout = tile_layout(plan, options.batch_size)
     tiles = _tile_progress(layout.n_tiles, is_cancelled, progress, report_stage)
     finished, counts = _predict_and_vectorise(dataset, plan, layout, options, segmenter, prompt,
-                                              tiles, timings, tile_clicks)  # fmt: skip
+                                              tiles, timings, tile_clicks,
+                                              after_tile_modules(out_path))  # fmt: skip
     report_stage("vectorize", 0, 0)
     polygons, attributes = _attributes(
         plan, options, segmenter, prompt, finished, timings, format_clicks(clicks)
@@ -127,8 +127,12 @@ def _predict_and_vectorise(
     tiles: TileProgress,
     timings: dict[str, float],
     clicks: TileClicks | None = None,
+    prefetch: Sequence[str] = (),
 ) -> tuple[list[Any], dict[str, int]]:
     """Steps 3 and 4: tile and predict, streaming each finished band of rows to vectorising.
+
+    ``prefetch``: modules to import in the background from the first model call on
+    (:func:`~backend.pipeline.prefetch.start_imports`).
 
     Returns:
         The finished polygon pieces (pixel coordinates) and the run's pixel counts.
@@ -149,6 +153,8 @@ def _predict_and_vectorise(
     )  # fmt: skip
     vectoriser = StripVectoriser(plan, reader, options, timings)
     predict = batch_predictor(segmenter, prompt.model_text, options.batch_size, clicks)
+    if prefetch:
+        predict = _importing_from_first_call(predict, prefetch)
     rows = predict_tile_rows(
         reader, plan, layout, predict, tiles, timings, read_ahead=wants_read_ahead(segmenter)
     )
@@ -156,6 +162,22 @@ def _predict_and_vectorise(
         for block, first, last in rows:
             vectoriser.push(block, first, last=last)
     return vectoriser.close(), vectoriser.counts
+
+
+def _importing_from_first_call(predict: Any, names: Sequence[str]) -> Any:
+    """``predict`` that starts importing ``names`` in the background at its first call.
+
+    Started then, the imports overlap the model (which releases the GIL) rather than the
+    main thread's opening, planning and first read, which they would slow down.
+    """
+    pending = [names]
+
+    def first_starts_imports(images: list[Any], boxes: list[Any]) -> list[Any]:
+        if pending:
+            start_imports(pending.pop())
+        return predict(images, boxes)  # type: ignore[no-any-return]
+
+    return first_starts_imports
 
 
 def _attributes(

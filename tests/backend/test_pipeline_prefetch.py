@@ -51,21 +51,33 @@ def test_a_fresh_run_writes_the_same_layer_with_the_background_imports(tmp_path)
         image = md.paint(md.background(300, 300), md.rect_mask(300, 300, 40, 50, 70, 70))
         path = md.write_geotiff({str(tmp_path / "r.tif")!r}, image,
                                 transform=md.utm_transform(0.5))
+        import threading
         from backend.pipeline import segment_raster
         from backend.standins import SleepSegmenter
-        seg = SleepSegmenter(0.05, image_size=256)
-        result = segment_raster(path, "red", seg, gsd_m=None,
-                                out_path={str(tmp_path / "o.gpkg")!r})
+        seen = {{}}
+
+        class Seen(SleepSegmenter):
+            def predict(self, image, text):
+                seen.setdefault("at_predict", [t.name for t in threading.enumerate()])
+                return super().predict(image, text)
+
+        def stage(name, done, total):
+            if name == "read":
+                seen["shapely_before"] = "shapely" in sys.modules
+        result = segment_raster(path, "red", Seen(0.05, image_size=256), gsd_m=None,
+                                out_path={str(tmp_path / "o.gpkg")!r}, stage=stage)
         import pyogrio
         info = pyogrio.read_info(result.out_path)
         print(json.dumps({{"n": len(result), "area": result.attributes[0]["area_m2"],
-                          "features": info["features"], "crs": info["crs"],
-                          "threads": sorted(t.name for t in __import__("threading").enumerate())}}))
+                          "features": info["features"], "crs": info["crs"], **seen,
+                          "threads": sorted(t.name for t in threading.enumerate())}}))
         """
     )
     assert got["n"] == 1 and got["features"] == 1 and got["crs"] == "EPSG:32633"
     assert got["area"] == pytest.approx(30 * 20 * 0.25, rel=1e-3)
-    assert "rs2sam-imports" not in got["threads"]  # the background imports have ended
+    assert not got["shapely_before"]  # nothing of the vectoriser before the run
+    assert "rs2sam-imports" in got["at_predict"]  # started with the first model call
+    assert "rs2sam-imports" not in got["threads"]  # and ended with the run
 
 
 def test_warm_up_leaves_nothing_to_import_or_start():
