@@ -35,6 +35,31 @@ __all__ = [
 ]
 
 
+def padding_bias(
+    pad: torch.Tensor | None, heads: int, queries: int, dtype: torch.dtype
+) -> torch.Tensor | None:
+    """A key padding mask as the additive ``attn_mask`` of ``nn.MultiheadAttention``.
+
+    The attention is the same as with ``key_padding_mask=pad``, but torch's MHA checks a
+    ``key_padding_mask`` with ``torch._check_with``, whose first call imports
+    ``torch.fx.experimental.symbolic_shapes`` and sympy (about 0.5 s of a cold start).
+
+    Args:
+        pad: ``(B, L)`` bool, True at padding; None for no mask.
+        heads: Attention heads.
+        queries: Query tokens ``Q``.
+        dtype: The queries' dtype.
+
+    Returns:
+        ``(B * heads, Q, L)``: 0 or -inf, a broadcast view (stride 0 over ``Q``); or None.
+    """
+    if pad is None:
+        return None
+    bias = torch.zeros(pad.shape[0], 1, pad.shape[1], dtype=dtype, device=pad.device)
+    bias = bias.masked_fill_(pad[:, None, :], float("-inf")).repeat_interleave(heads, dim=0)
+    return bias.expand(-1, queries, -1)
+
+
 class TextState:
     """Running text state shared by the adapted Hiera blocks of one model.
 
@@ -122,7 +147,8 @@ class SpaceAdapter(nn.Module):
         b, h, w, _ = a.shape
         u = F.gelu(self.fc1(a)).reshape(b, h * w, -1)  # (B, HW, h)
         t = self.text_in(text.to(u.dtype))  # (B, L, h)
-        u = u + self.vision_from_text(u, t, t, key_padding_mask=pad, need_weights=False)[0]
+        mask = padding_bias(pad, self.vision_from_text.num_heads, u.shape[1], u.dtype)
+        u = u + self.vision_from_text(u, t, t, attn_mask=mask, need_weights=False)[0]
         if self.update_text:
             t = t + self.text_from_vision(t, u, u, need_weights=False)[0]  # keys are visual
             state.text = (1.0 - self.alpha) * text + self.alpha * self.text_out(t).float()
@@ -289,7 +315,7 @@ class TextFusion(nn.Module):
         """
         b, c, h, w = image_embed.shape
         q = (image_embed + image_pe).flatten(2).transpose(1, 2)  # (B, hw, C)
-        out = self.attn(
-            q, text.to(q.dtype), text.to(q.dtype), key_padding_mask=pad, need_weights=False
-        )[0]
+        mask = padding_bias(pad, self.attn.num_heads, q.shape[1], q.dtype)
+        kv = text.to(q.dtype)
+        out = self.attn(q, kv, kv, attn_mask=mask, need_weights=False)[0]
         return image_embed * out.transpose(1, 2).reshape(b, c, h, w)

@@ -237,3 +237,22 @@ def test_position_table_resize_equals_open_clip() -> None:
     assert got.shape == (17, 16)
     torch.testing.assert_close(got, state["visual.positional_embedding"], atol=0, rtol=0)
     assert resize_position_table(table, 6) is table
+
+
+@pytest.mark.parametrize("queries", [1, 7])
+def test_padding_bias_attends_like_a_key_padding_mask(queries: int) -> None:
+    from backend.model.bhfm import padding_bias
+
+    torch.manual_seed(0)
+    attn = torch.nn.MultiheadAttention(16, 4, batch_first=True).eval()
+    q, kv = torch.randn(3, queries, 16), torch.randn(3, 5, 16)
+    pad = torch.tensor([[False] * 5, [False, False, True, True, True], [False] * 4 + [True]])
+    with torch.no_grad():
+        ref = attn(q, kv, kv, key_padding_mask=pad, need_weights=False)[0]
+        got = attn(q, kv, kv, attn_mask=padding_bias(pad, 4, queries, q.dtype), need_weights=False)[
+            0
+        ]
+        unmasked = attn(q, kv, kv, need_weights=False)[0]
+    torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)
+    assert not torch.allclose(got[1], unmasked[1], atol=1e-3)  # the mask does something
+    assert padding_bias(None, 4, queries, q.dtype) is None
