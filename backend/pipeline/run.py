@@ -13,7 +13,6 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +30,7 @@ from .tiles import (
     TileLayout,
     TileProgress,
     batch_predictor,
-    predict_tile_rows,
+    predict_tiles,
     tile_layout,
     wants_read_ahead,
 )
@@ -155,12 +154,13 @@ def _predict_and_vectorise(
     predict = batch_predictor(segmenter, prompt.model_text, options.batch_size, clicks)
     if prefetch:
         predict = _importing_from_first_call(predict, prefetch)
-    rows = predict_tile_rows(
-        reader, plan, layout, predict, tiles, timings, read_ahead=wants_read_ahead(segmenter)
-    )
-    with closing(rows):  # the read-ahead thread ends even when vectorising fails
-        for block, first, last in rows:
-            vectoriser.push(block, first, last=last)
+    ahead = wants_read_ahead(segmenter)  # read ahead of the model and blend behind it
+
+    def on_rows(block: Any, first: int, last: bool) -> None:
+        vectoriser.push(block, first, last=last)
+
+    predict_tiles(reader, plan, layout, predict, tiles, timings, on_rows,
+                  read_ahead=ahead, blend_behind=ahead)  # fmt: skip
     return vectoriser.close(), vectoriser.counts
 
 

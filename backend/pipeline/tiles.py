@@ -1,9 +1,11 @@
 """Step 3 of the run: cover the working span with tiles, read each (ahead), predict, blend.
 
-:func:`tile_layout` decides the tiles once from the plan; :func:`predict_tile_rows` reads,
+:func:`tile_layout` decides the tiles once from the plan; :func:`predict_tiles` reads,
 predicts and blends them tile row by tile row into an accumulator that holds one tile row of
-the working span, and yields each band of working rows that no later tile touches (already
-normalised), for step 4 to resample and vectorise. numpy only; the reader is a
+the working span, and hands each band of working rows that no later tile touches (already
+normalised) to step 4, which resamples and vectorises it. Reading runs a batch ahead of the
+model and blending (with step 4) a batch behind it, each in a helper thread, when the
+segmenter wants it (:func:`wants_read_ahead`). numpy only; the reader is a
 :class:`~backend.geo.tile_reader.TileReader` behind :class:`LockedReader`.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -113,17 +115,23 @@ class TileProgress:
         self._on_done(self.done, self.n_tiles)
 
 
-def predict_tile_rows(
+RowsFn = Callable[[np.ndarray, int, bool], None]
+"""``(block, first, is_last)``: a band of finished working rows (see :func:`predict_tiles`)."""
+
+
+def predict_tiles(
     reader: LockedReader,
     plan: RunPlan,
     layout: TileLayout,
     predict: Callable[[list[np.ndarray], list[TileBox]], list[np.ndarray]],
     progress: TileProgress,
     timings: dict[str, float],
+    on_rows: RowsFn,
     *,
     read_ahead: bool = True,
-) -> Iterator[tuple[np.ndarray, int, bool]]:
-    """Predict every tile and yield the finished working rows, top to bottom.
+    blend_behind: bool = False,
+) -> None:
+    """Predict every tile, blend, and hand each band of finished working rows to ``on_rows``.
 
     Args:
         reader: Reads ``(h, w, 3)`` uint8 tiles of the working grid.
@@ -133,12 +141,14 @@ def predict_tile_rows(
             ``boxes`` are the tiles' ``(row, col, height, width)`` on the working grid.
         progress: Cancel check and progress after each batch.
         timings: ``read``, ``model`` and ``blend`` seconds are added here.
+        on_rows: Called top to bottom with ``(block, first, is_last)``: ``block`` ``(n, span
+            width)`` float32 blended probabilities of working rows ``[first, first + n)``
+            (relative to the span), a view of the accumulator valid during the call.
         read_ahead: Read the next batch in a thread while the current one is predicted.
-
-    Yields:
-        ``(block, first, is_last)``: ``block`` ``(n, span width)`` float32 blended
-        probabilities of working rows ``[first, first + n)`` (relative to the span). The block
-        is a view of the accumulator, valid until the next item is requested.
+        blend_behind: Blend each batch and call ``on_rows`` in a helper thread while the model
+            predicts the next batch (the model stays on the calling thread; the blending is
+            done in the same order, so the results are the same). An error there is raised
+            here after the model call in flight.
     """
     tile_px = plan.tile_px
     (p0, p1), (q0, _) = plan.grid.work_rows, plan.grid.work_cols
@@ -148,7 +158,7 @@ def predict_tile_rows(
     row_fix = _runs(np.abs(rows.total - 1.0) > 1e-6)
     col_fix = _runs(np.abs(cols.total - 1.0) > 1e-6)
     acc = np.zeros((min(tile_px, p1 - p0), cols.total.size), dtype=np.float32)
-    acc_top = 0  # processing-span row of acc[0]
+    acc_top = [0]  # processing-span row of acc[0] (only the blending thread changes it)
 
     def read_batch(k: int) -> list[np.ndarray]:
         i, batch = batches[k]
@@ -162,11 +172,46 @@ def predict_tile_rows(
             images.append(image)
         return images
 
+    def blend(i: int, batch: tuple[tuple[int, int], ...], probs: list[Any]) -> None:
+        t0 = time.perf_counter()
+        row, row_w, height, top = rows.starts[i], rows.weights[i], rows.weights[i].size, acc_top[0]
+        for (j, col), prob in zip(batch, probs, strict=True):
+            prob = _check_prob(prob, tile_px)
+            col_w = cols.weights[j]
+            _accumulate(
+                acc[row - top : row - top + height, col : col + col_w.size],
+                prob[:height, : col_w.size],
+                (row_w, rows.keys[i]),
+                (col_w, cols.keys[j]),
+                scratch,
+            )
+        timings["blend"] += time.perf_counter() - t0
+
+    def finish_row(i: int) -> None:
+        # rows that no later tile touches are final: normalise and hand them on
+        is_last = i + 1 == len(rows.starts)
+        top = acc_top[0]
+        final_stop = (p1 - p0) if is_last else rows.starts[i + 1]
+        t0 = time.perf_counter()
+        block = acc[: final_stop - top]
+        for a, b in row_fix:  # in place, slice by slice: no temporary copy of the block
+            a, b = max(a, top), min(b, final_stop)
+            if a < b:
+                block[a - top : b - top] /= rows.total[a:b, None]
+        for a, b in col_fix:
+            block[:, a:b] /= cols.total[None, a:b]
+        timings["blend"] += time.perf_counter() - t0
+        on_rows(block, top, is_last)
+        if not is_last:
+            _shift_up(acc, final_stop - top)
+            acc_top[0] = final_stop
+
     reads = _Reads(read_batch, len(batches), read_ahead)
+    behind = _Behind(blend_behind)
     k = 0
     try:
         for i, row in enumerate(rows.starts):
-            row_w, height = rows.weights[i], rows.weights[i].size
+            height = rows.weights[i].size
             while k < len(batches) and batches[k][0] == i:
                 batch = batches[k][1]
                 progress.check_cancel()
@@ -175,40 +220,51 @@ def predict_tile_rows(
                 k += 1
                 t1 = time.perf_counter()
                 probs = predict(images, [(p0 + row, q0 + col, height, cols.weights[j].size)
-                                         for j, col in batch])
-                t2 = time.perf_counter()
-                for (j, col), prob in zip(batch, probs, strict=True):
-                    prob = _check_prob(prob, tile_px)
-                    col_w = cols.weights[j]
-                    _accumulate(
-                        acc[row - acc_top : row - acc_top + height, col : col + col_w.size],
-                        prob[:height, : col_w.size],
-                        (row_w, rows.keys[i]),
-                        (col_w, cols.keys[j]),
-                        scratch,
-                    )
+                                         for j, col in batch])  # fmt: skip
                 timings["read"] += t1 - t0
-                timings["model"] += t2 - t1
-                timings["blend"] += time.perf_counter() - t2
+                timings["model"] += time.perf_counter() - t1
+                behind.run(blend, i, batch, probs)
                 progress.advance(len(batch))
-            # rows that no later tile touches are final: normalise and hand them on
-            is_last = i + 1 == len(rows.starts)
-            final_stop = (p1 - p0) if is_last else rows.starts[i + 1]
-            t0 = time.perf_counter()
-            block = acc[: final_stop - acc_top]
-            for a, b in row_fix:  # in place, slice by slice: no temporary copy of the block
-                a, b = max(a, acc_top), min(b, final_stop)
-                if a < b:
-                    block[a - acc_top : b - acc_top] /= rows.total[a:b, None]
-            for a, b in col_fix:
-                block[:, a:b] /= cols.total[None, a:b]
-            timings["blend"] += time.perf_counter() - t0
-            yield block, acc_top, is_last
-            if not is_last:
-                _shift_up(acc, final_stop - acc_top)
-                acc_top = final_stop
+            behind.run(finish_row, i)
+        behind.wait()
     finally:
+        behind.close()
         reads.close()  # no read may outlive the open dataset
+
+
+class _Behind:
+    """Runs blending jobs in order, inline or in one helper thread at most one job behind."""
+
+    def __init__(self, threaded: bool) -> None:
+        self._pool = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="rs2sam-blend")
+            if threaded
+            else None
+        )
+        self._last: Future[None] | None = None
+
+    def run(self, job: Callable[..., None], *args: Any) -> None:
+        """Run ``job(*args)`` once the previous job has ended (raises that job's error).
+
+        Threaded, it returns at once: the job runs while the caller predicts the next batch,
+        and at most one job (one batch of probabilities) is ever waiting.
+        """
+        if self._pool is None:
+            job(*args)
+            return
+        self.wait()
+        self._last = self._pool.submit(job, *args)
+
+    def wait(self) -> None:
+        """Wait for the jobs submitted so far; raise the first error of one."""
+        if self._last is not None:
+            last, self._last = self._last, None
+            last.result()
+
+    def close(self) -> None:
+        """Let the job in flight end (it may hold a view of the accumulator)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
 
 class _Reads:
@@ -283,7 +339,11 @@ def batch_predictor(
         local = [clicks.in_tile(*box) if clicks else [] for box in boxes]
         if not any(local):
             return plain(images)
-        return [segmenter.predict_clicks(image, model_text, here)  # type: ignore[attr-defined]
-                if here else plain([image])[0] for image, here in zip(images, local, strict=True)]
+        return [
+            segmenter.predict_clicks(image, model_text, here)  # type: ignore[attr-defined]
+            if here
+            else plain([image])[0]
+            for image, here in zip(images, local, strict=True)
+        ]
 
     return predict

@@ -112,3 +112,67 @@ def test_check_prob_clips_only_a_contract_breaker():
     assert clipped.min() == 0.0 and clipped.max() == 1.0
     assert np.array_equal(clipped, np.clip(bad, 0, 1))
     assert _check_prob(np.ones((4, 4), dtype=np.float64), 4).dtype == np.float32
+
+
+def test_blending_behind_the_model_gives_the_same_result(tmp_path, monkeypatch):
+    """Blend + vectorise in a helper thread (read-ahead on) or inline: the same polygons."""
+    import threading
+
+    sys.path.insert(0, str(ROOT / "tests" / "data"))
+    import make_data as md
+
+    from backend.pipeline import segment_raster
+    from backend.pipeline.stream import StripVectoriser
+    from backend.standins import RedSegmenter
+
+    push, pushed_on = StripVectoriser.push, set()
+
+    def recording_push(self, *args, **kwargs):
+        pushed_on.add(threading.current_thread().name.split("_")[0])
+        return push(self, *args, **kwargs)
+
+    monkeypatch.setattr(StripVectoriser, "push", recording_push)
+
+    image = md.background(700, 900)
+    for r0, c0 in ((30, 40), (200, 230), (240, 500), (600, 820)):  # some cross tile seams
+        md.paint(image, md.rect_mask(700, 900, r0, c0, r0 + 70, c0 + 55))
+    path = md.write_geotiff(tmp_path / "r.tif", image, transform=md.utm_transform(0.5))
+    results, threads = {}, {}
+    for ahead in (True, False):
+        seg = RedSegmenter(image_size=256)
+        seg.read_ahead = ahead
+        pushed_on.clear()
+        results[ahead] = segment_raster(path, "red", seg, gsd_m=None)
+        threads[ahead] = set(pushed_on)
+    assert threads == {True: {"rs2sam-blend"}, False: {threading.current_thread().name}}
+    a, b = results[True], results[False]
+    assert len(a) == len(b) == 4 and a.n_tiles == b.n_tiles > 9
+    for pa, pb, ra, rb in zip(a.polygons, b.polygons, a.attributes, b.attributes, strict=True):
+        assert pa.equals_exact(pb, 0) and ra["score"] == rb["score"]
+        assert ra["area_m2"] == rb["area_m2"] and ra["pixels"] == rb["pixels"] == 70 * 55
+
+
+def test_an_error_while_blending_behind_reaches_the_caller(tmp_path):
+    sys.path.insert(0, str(ROOT / "tests" / "data"))
+    import make_data as md
+
+    from backend.pipeline import segment_raster
+    from backend.standins import ConstantSegmenter
+
+    path = md.write_geotiff(
+        tmp_path / "r.tif", md.background(600, 600), transform=md.utm_transform(0.5)
+    )
+
+    class NaNOnSecond(ConstantSegmenter):
+        read_ahead = True
+
+        def predict(self, image, text):
+            prob = super().predict(image, text)
+            if self.calls == 2:
+                prob[5, 5] = np.nan
+            return prob
+
+    seg = NaNOnSecond(0.9, image_size=256)
+    with pytest.raises(InputError, match="1 non-finite"):
+        segment_raster(path, "red", seg, gsd_m=None)
+    assert 2 <= seg.calls <= 3  # found after at most one more model call
