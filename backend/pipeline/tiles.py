@@ -298,15 +298,15 @@ class _Reads:
 
 
 def wants_read_ahead(segmenter: SegmenterLike) -> bool:
-    """Whether to read the next tiles while ``segmenter`` predicts the current ones.
+    """Whether to read the next tiles, and blend the last ones, while ``segmenter`` predicts.
 
     The segmenter's own ``read_ahead`` attribute decides when it has one (True / False);
-    otherwise reading ahead is on unless the model's device type is in
-    :data:`READ_INLINE_ON`. Measured (``python -m bench.coldstart``, 2 shared cores, fresh
-    process, 100 Mpx, s/Mpx outside the model, read-ahead on / off): sleeping stand-in (a GPU
-    model: the cores are free) 0.041 / 0.134, busy-cores stand-in (a CPU model) 0.037 / 0.108;
-    at 16 Mpx 0.109 / 0.208 and 0.105 / 0.204. Reading ahead pays on both, so no device reads
-    inline today.
+    otherwise it is on unless the model's device type is in :data:`READ_INLINE_ON`. Measured
+    (``python -m bench.coldstart``, 2 shared cores, fresh process, 100 Mpx, s/Mpx outside the
+    model, read-ahead on / off, before blending moved behind the model too): sleeping stand-in
+    (a GPU model: the cores are free) 0.041 / 0.134, busy-cores stand-in (a CPU model) 0.037 /
+    0.108; at 16 Mpx 0.109 / 0.208 and 0.105 / 0.204. Working beside the model pays on both, so
+    no device works inline today (docs/benchmarks.md has the newer figures).
     """
     explicit = getattr(segmenter, "read_ahead", None)
     if explicit is not None:
