@@ -71,3 +71,15 @@ def test_rows_say_met_or_missed():
     assert "(0.08 s/Mpx) is below this floor" in text
     gis = next(line for line in text.splitlines() if "already imported" in line)
     assert "0.060 / 0.060" in gis and "4.0x better" in gis and "≤ 0.08 s/Mpx: met" in gis
+
+
+def test_children_get_the_bytecode_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    monkeypatch.setattr(coldstart, "BYTECODE_CACHE", [])
+    assert coldstart._env()["PYTHONDONTWRITEBYTECODE"] == "1"  # no cache: the shell's setting
+    coldstart._compile_sources(tmp_path / "pyc")
+    env = coldstart._env()
+    assert "PYTHONDONTWRITEBYTECODE" not in env and env["PYTHONPYCACHEPREFIX"] == str(
+        tmp_path / "pyc"
+    )
+    assert list((tmp_path / "pyc").rglob("api.cpython-*.pyc"))  # backend/pipeline/api.py
