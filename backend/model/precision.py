@@ -5,15 +5,17 @@
 * ``bf16``: bfloat16 autocast. On CUDA always; on a CPU only when it has AVX-512 BF16 or AMX
   (``torch.cpu.get_capabilities()``): without them torch computes bf16 matrix products in a
   slow fallback (0.5 GFLOP/s against 138 in fp32 on the AVX2 reference VM), so it is refused.
-* ``int8``: dynamic quantisation of the encoders' ``nn.Linear`` layers (the union encoder and
-  the Hiera blocks, :data:`INT8_PREFIXES`; about 90 % of the FLOPs of ``official-large``),
-  made once at load: int8 weights with one scale per output channel, activations quantised
-  per call; CPU only. The adapters, the heads and the mask decoder stay float32 (quantising
-  the decoder too broke the fidelity bar on the reduced model: mask IoU 0.94), as do
-  convolutions, attention products and norms.
+* ``int8``: dynamic quantisation of ``nn.Linear`` layers, made once at load: int8 weights
+  with one scale per output channel, activations quantised per call (7-bit on AVX2: fbgemm's
+  ``reduce_range``); CPU only. Which layers is the model's own choice, measured per part: a
+  model with an ``int8_layers()`` method names them (the published layout: the MLPs of Hiera's
+  stages 3 and 4 only, :mod:`backend.model.official.parts`); otherwise the encoders' Linear
+  layers under :data:`INT8_PREFIXES` (our architectures). Adapters, heads, mask decoder,
+  convolutions, attention products and norms stay float32 everywhere.
 * ``auto``: CUDA -> ``bf16``; CPU with AVX-512 BF16 or AMX -> ``bf16``; other CPUs -> ``int8``
-  for the models where it was measured faster and within the bar (:data:`INT8_HELPS`), else
-  ``fp32``; MPS -> ``fp32``.
+  for the configs whose measured evidence passes (:data:`INT8_MEASURED`: faster than fp32
+  by >= :data:`MIN_INT8_SPEEDUP` in an interleaved run and within the fidelity bar at the
+  bench tile), else ``fp32``; MPS -> ``fp32``.
 
 Example:
     >>> mode = resolve_precision("auto", torch.device("cpu"), "official-large")
@@ -37,10 +39,12 @@ from ..errors import ConfigError
 
 __all__ = [
     "INT8_HELPS",
+    "INT8_MEASURED",
     "INT8_PREFIXES",
     "MEASURED_SECONDS_PER_TILE",
     "PRECISIONS",
     "CpuSupport",
+    "Int8Evidence",
     "apply_precision",
     "cpu_support",
     "default_threads",
@@ -54,28 +58,61 @@ PRECISIONS = ("auto", "fp32", "bf16", "int8")
 """Names a caller may pass (API ``precision=``, CLI ``--precision``, dock, Processing)."""
 
 INT8_PREFIXES = ("union.", "image_encoder.trunk.")
-"""Module-name prefixes whose ``nn.Linear`` layers ``int8`` quantises (a model may override
-them with an ``int8_prefixes`` attribute); names containing :data:`INT8_SKIP` are kept."""
+"""Module-name prefixes whose ``nn.Linear`` layers ``int8`` quantises in a model without an
+``int8_layers()`` method; names containing :data:`INT8_SKIP` are kept."""
 INT8_SKIP = ("Adapter",)
 
-INT8_HELPS = frozenset({"large"})
-"""Configs for which ``make bench`` measured ``int8`` both faster than fp32 and within the
-fidelity bar at its 1024² tile, so that ``auto`` picks it on a CPU without bf16
-(docs/benchmarks.md). Not ``official-large``: 3.6× faster, but mask IoU 0.955 against fp32 on
-the bench tile (same decision on 99.7 % of the pixels), below the 0.98 bar; it stays an
-explicit choice there. The small models gain little in absolute time and run ``fp32``."""
+IOU_BAR, AGREE_BAR = 0.98, 0.99
+"""The fidelity bar of every mode against fp32: mask IoU and same-decision pixel fraction."""
+MIN_INT8_SPEEDUP = 1.05
+"""Least fp32/int8 time ratio for ``auto`` to prefer int8 (below it, fp32's exact answers)."""
+
+
+@dataclass(frozen=True)
+class Int8Evidence:
+    """What ``make bench`` measured for a config's ``int8`` on the AVX2 reference VM.
+
+    Attributes:
+        speedup: Median fp32 seconds per tile / median int8 seconds, tiles interleaved in
+            one process (``bench/cpu_pair.py``).
+        iou: Mask IoU of int8 against fp32 at the bench tile (worst input).
+        agree: Fraction of pixels with the same decision (worst input).
+    """
+
+    speedup: float
+    iou: float
+    agree: float
+
+    @property
+    def helps(self) -> bool:
+        """Faster by at least :data:`MIN_INT8_SPEEDUP` and within the fidelity bar."""
+        return self.speedup >= MIN_INT8_SPEEDUP and self.iou >= IOU_BAR and self.agree >= AGREE_BAR
+
+
+INT8_MEASURED: dict[str, Int8Evidence] = {
+    "large": Int8Evidence(speedup=1.50, iou=0.993, agree=0.9942),
+    "official-large": Int8Evidence(speedup=1.15, iou=0.9877, agree=0.9993),
+}
+"""Measured evidence per config (docs/benchmarks.md, "CPU precision modes"). ``large``: separate
+processes, 2026-12-07. ``official-large``: the stage-3/4-MLP recipe, 2026-12-08, quiet cores
+(the earlier all-encoder recipe was 1.23x but IoU 0.955). The small models are left out: they
+gain little absolute time and run ``fp32``."""
+
+INT8_HELPS = frozenset(name for name, ev in INT8_MEASURED.items() if ev.helps)
+"""Configs for which ``auto`` picks ``int8`` on a CPU without bf16."""
 
 
 MEASURED_SECONDS_PER_TILE: dict[tuple[str, str, str], float] = {
     ("official-large", "cpu", "fp32"): 17.1,
-    ("official-large", "cpu", "int8"): 13.8,
+    ("official-large", "cpu", "int8"): 14.9,
     ("large", "cpu", "int8"): 11.0,
 }
 """Model seconds per ``image_size`` tile by ``(config, device type, mode)`` on the 2-core
 reference VM (docs/benchmarks.md, "CPU precision modes"): ``official-large`` fp32 measured on
 idle cores (issue 32); the int8 entries are the idle fp32 time divided by the int8 speed-up
-measured with fp32 and int8 interleaved in one process (1.24×, ``bench/cpu_pair.py``). Other
-keys fall back to ``NOMINAL_SECONDS_PER_TILE`` (fp32 on a CPU, bf16 on CUDA)."""
+measured with fp32 and int8 interleaved in one process (``bench/cpu_pair.py``: 1.15x for
+``official-large``'s stage-3/4-MLP recipe, 1.50x for ``large``). Other keys fall back to
+``NOMINAL_SECONDS_PER_TILE`` (fp32 on a CPU, bf16 on CUDA)."""
 
 
 def seconds_per_tile_for(config_name: str, device_type: str, mode: str) -> float | None:
@@ -152,7 +189,7 @@ def resolve_precision(precision: str, device: torch.device, config_name: str = "
         precision: One of :data:`PRECISIONS`.
         device: Where the model runs.
         config_name: The model's config name (``auto`` on a CPU without bf16 picks ``int8``
-            for :data:`INT8_HELPS` only).
+            for :data:`INT8_HELPS` only: measured faster and within the bar).
 
     Returns:
         ``"fp32"``, ``"bf16"`` or ``"int8"``.
@@ -194,7 +231,7 @@ def resolve_precision(precision: str, device: torch.device, config_name: str = "
 def apply_precision(model: nn.Module, mode: str) -> nn.Module:
     """Prepare ``model`` once for ``mode`` (only ``int8`` changes the model).
 
-    ``int8`` replaces the encoders' ``nn.Linear`` layers (:data:`INT8_PREFIXES`) in place by
+    ``int8`` replaces the ``nn.Linear`` layers of :func:`int8_layer_names` in place by
     dynamically quantised ones (int8 weights, per-output-channel scales, float32 bias); their
     float32 weights are freed.
 
@@ -223,14 +260,20 @@ def apply_precision(model: nn.Module, mode: str) -> nn.Module:
 
 
 def int8_layer_names(model: nn.Module) -> list[str]:
-    """Qualified names of the ``nn.Linear`` layers ``int8`` quantises in ``model``."""
-    prefixes = tuple(getattr(model, "int8_prefixes", INT8_PREFIXES))
+    """Qualified names of the ``nn.Linear`` layers ``int8`` quantises in ``model``.
+
+    A model's own ``int8_layers()`` wins (its measured per-part choice); otherwise every
+    exact ``nn.Linear`` under :data:`INT8_PREFIXES` whose name has none of :data:`INT8_SKIP`.
+    """
+    chooser = getattr(model, "int8_layers", None)
+    if callable(chooser):
+        return list(chooser())
     return [
         name
         for name, module in model.named_modules()
         # exact type: nn.MultiheadAttention's out_proj (a Linear subclass) must stay float
         if type(module) is nn.Linear
-        and name.startswith(prefixes)
+        and name.startswith(INT8_PREFIXES)
         and not any(s in name for s in INT8_SKIP)
     ]
 
