@@ -59,7 +59,11 @@ def after_tile_modules(out_path: str | os.PathLike[str] | None) -> tuple[str, ..
 
 
 def start_imports(names: Sequence[str]) -> threading.Thread | None:
-    """Import ``names`` (those not imported yet) in a daemon thread, in order.
+    """Import ``names`` (those not imported yet) in a background thread, in order.
+
+    The thread is not a daemon, and the run joins it when its tiles are done: a process that
+    exits (a CLI error, say) while the thread is inside GDAL's or PROJ's start-up would
+    otherwise abort in native code instead of exiting with its own status.
 
     When the GeoPackage engine (``backend.geo.ogr_writer``) is among them, the thread then
     also starts GDAL's GeoPackage driver (:func:`backend.geo.ogr_writer.warm_up`).
@@ -72,7 +76,7 @@ def start_imports(names: Sequence[str]) -> threading.Thread | None:
         return None
     thread = threading.Thread(
         target=_import_all, args=(missing, _OGR_WRITER in missing), name="rs2sam-imports",
-        daemon=True,
+        daemon=False,
     )  # fmt: skip
     thread.start()
     return thread

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -152,29 +153,39 @@ def _predict_and_vectorise(
     )  # fmt: skip
     vectoriser = StripVectoriser(plan, reader, options, timings)
     predict = batch_predictor(segmenter, prompt.model_text, options.batch_size, clicks)
-    if prefetch:
-        predict = _importing_from_first_call(predict, prefetch)
     ahead = wants_read_ahead(segmenter)  # read ahead of the model and blend behind it
 
     def on_rows(block: Any, first: int, last: bool) -> None:
         vectoriser.push(block, first, last=last)
 
-    predict_tiles(reader, plan, layout, predict, tiles, timings, on_rows,
-                  read_ahead=ahead, blend_behind=ahead)  # fmt: skip
+    started: list[threading.Thread] = []
+    if prefetch:
+        predict = _importing_from_first_call(predict, prefetch, started)
+    try:
+        predict_tiles(reader, plan, layout, predict, tiles, timings, on_rows,
+                      read_ahead=ahead, blend_behind=ahead)  # fmt: skip
+    finally:
+        for thread in started:  # its imports are the run's next step anyway
+            thread.join()
     return vectoriser.close(), vectoriser.counts
 
 
-def _importing_from_first_call(predict: Any, names: Sequence[str]) -> Any:
+def _importing_from_first_call(
+    predict: Any, names: Sequence[str], started: list[threading.Thread]
+) -> Any:
     """``predict`` that starts importing ``names`` in the background at its first call.
 
     Started then, the imports overlap the model (which releases the GIL) rather than the
-    main thread's opening, planning and first read, which they would slow down.
+    main thread's opening, planning and first read, which they would slow down. The thread
+    is appended to ``started`` for the caller to join.
     """
     pending = [names]
 
     def first_starts_imports(images: list[Any], boxes: list[Any]) -> list[Any]:
         if pending:
-            start_imports(pending.pop())
+            thread = start_imports(pending.pop())
+            if thread is not None:
+                started.append(thread)
         return predict(images, boxes)  # type: ignore[no-any-return]
 
     return first_starts_imports

@@ -31,7 +31,7 @@ def test_start_imports_imports_the_missing_ones_and_ignores_failures():
     assert start_imports(["sys", "json"]) is None  # imported already: no thread
     name = "wave" if "wave" not in sys.modules else "sndhdr"
     thread = start_imports([name, "no_such_module_rs2sam"])
-    assert thread is not None and thread.daemon
+    assert thread is not None and not thread.daemon  # a process exit waits for it
     thread.join(10)
     assert name in sys.modules and "no_such_module_rs2sam" not in sys.modules
 
@@ -78,6 +78,44 @@ def test_a_fresh_run_writes_the_same_layer_with_the_background_imports(tmp_path)
     assert not got["shapely_before"]  # nothing of the vectoriser before the run
     assert "rs2sam-imports" in got["at_predict"]  # started with the first model call
     assert "rs2sam-imports" not in got["threads"]  # and ended with the run
+
+
+def test_a_failing_run_joins_the_import_thread_before_it_raises(tmp_path):
+    """A run that fails after its first model call leaves no import thread behind.
+
+    (A process that exited while the thread was in GDAL's start-up aborted with SIGABRT
+    instead of the CLI's exit 2: tests/backend/test_reliability.py's full-disk case.)
+    """
+    got = _fresh(
+        f"""
+        import json, sys, threading
+        sys.path.insert(0, {str(ROOT / "tests" / "data")!r})
+        import make_data as md
+        image = md.background(300, 300)
+        path = md.write_geotiff({str(tmp_path / "r.tif")!r}, image,
+                                transform=md.utm_transform(0.5))
+        from backend.pipeline import segment_raster
+        from backend.standins import SleepSegmenter
+        seen = {{}}
+
+        class Fails(SleepSegmenter):
+            def predict(self, image, text):
+                seen["at_predict"] = [t.name for t in threading.enumerate()]
+                raise RuntimeError("model failed")
+
+        try:
+            segment_raster(path, "red", Fails(0.0, image_size=256), gsd_m=None,
+                           out_path={str(tmp_path / "o.gpkg")!r})
+        except RuntimeError as exc:
+            seen["error"] = str(exc)
+        seen["threads"] = [t.name for t in threading.enumerate()]
+        print(json.dumps(seen))
+        """
+    )
+    assert got["error"] == "model failed"
+    assert "rs2sam-imports" in got["at_predict"]
+    assert "rs2sam-imports" not in got["threads"]
+    assert not (tmp_path / "o.gpkg").exists()
 
 
 def test_warm_up_leaves_nothing_to_import_or_start():
