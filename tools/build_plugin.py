@@ -79,6 +79,20 @@ def _backend_modules(backend_dir: Path) -> set[str]:
     return names
 
 
+def _parse(path: Path) -> tuple[ast.Module, list[str]]:
+    """``path``'s syntax tree and its lines (with their line ends).
+
+    Raises:
+        BuildError: A syntax error.
+    """
+    source = path.read_text(encoding="utf-8")
+    try:
+        tree = ast.parse(source, filename=str(path))
+    except SyntaxError as exc:
+        raise BuildError(f"{path}: {exc}") from exc
+    return tree, source.splitlines(keepends=True)
+
+
 def rewrite_backend_imports(path: Path, modules: set[str]) -> list[str]:
     """Point absolute ``backend`` imports of one vendored file at ``rs2sam_qgis.libs.backend``.
 
@@ -93,12 +107,7 @@ def rewrite_backend_imports(path: Path, modules: set[str]) -> list[str]:
         BuildError: An import that cannot be rewritten safely (``import backend.x`` without
             ``as``), or a syntax error.
     """
-    source = path.read_text(encoding="utf-8")
-    try:
-        tree = ast.parse(source, filename=str(path))
-    except SyntaxError as exc:
-        raise BuildError(f"{path}: {exc}") from exc
-    lines = source.splitlines(keepends=True)
+    tree, lines = _parse(path)
     changes: list[str] = []
     edits: list[tuple[int, int, int, str]] = []  # (line, col, end_col, replacement) on one line
     for node in ast.walk(tree):
@@ -152,12 +161,7 @@ def rewrite_training_imports(path: Path) -> list[str]:
     Raises:
         BuildError: ``import training.x`` without ``as``, or a syntax error.
     """
-    source = path.read_text(encoding="utf-8")
-    try:
-        tree = ast.parse(source, filename=str(path))
-    except SyntaxError as exc:
-        raise BuildError(f"{path}: {exc}") from exc
-    lines = source.splitlines(keepends=True)
+    tree, lines = _parse(path)
     edits: list[tuple[int, int, int]] = []
     for node in ast.walk(tree):
         names = []

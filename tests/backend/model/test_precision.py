@@ -10,7 +10,6 @@ and that is asserted first.
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -178,33 +177,12 @@ def test_segmenter_reports_its_precision_and_speed() -> None:
 
 # ------------------------------------------------------------------ the fidelity bar
 def _reduced_official() -> nn.Module:
-    """The published layout at reduced size: Hiera-T at 256 px + a 4-layer BEiT-3 (43 M)."""
+    """The published layout at reduced size (43 M), decoder widened: bench.int8_parts's model."""
     pytest.importorskip("torchscale")
     pytest.importorskip("sentencepiece")
-    from backend.model.configs import get_model_config
-    from backend.model.official.model import build_official_model
+    from bench.int8_parts import reduced_official
 
-    cfg = replace(
-        get_model_config("official-tiny"),
-        name="official-reduced",
-        sam2_yaml="sam2:configs/sam2.1/sam2.1_hiera_t.yaml",
-        image_size=256,
-        beit3_image_size=112,
-        beit3_layers=4,
-        beit3_width=256,
-        beit3_heads=4,
-        beit3_ffn=1024,
-    )
-    return _widen(build_official_model(cfg, seed=0))
-
-
-def _widen(model: nn.Module, scale: float = 30.0) -> nn.Module:
-    """Scale the mask decoder's last hypernetwork layer (random logits sit far below 0.5)."""
-    last = model.sam_mask_decoder.output_hypernetworks_mlps[0].layers[-1]
-    with torch.no_grad():
-        last.weight.mul_(scale)
-        last.bias.mul_(scale)
-    return model
+    return reduced_official()
 
 
 @pytest.mark.parametrize("mode", ["int8", "bf16"])
